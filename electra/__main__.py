@@ -1,0 +1,7 @@
+"""``python -m electra`` (and ``torchrun -m electra``) runs the CLI."""
+
+import sys
+
+from electra.cli import main
+
+sys.exit(main())

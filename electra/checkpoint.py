@@ -1,0 +1,238 @@
+"""Checkpoints (atomic, complete, exact resume) and Hugging Face export / import.
+
+A run folder::
+
+    runs/x/config.json            the PretrainConfig
+    runs/x/run.json               data folder, tokenizer, library versions
+    runs/x/metrics.jsonl          one JSON record per log / eval event
+    runs/x/tokenizer/             the tokenizer the data was built with
+    runs/x/checkpoints/step-00001000/
+        model.safetensors         generator + discriminator (shared tensors stored once)
+        optimizer.pt              AdamW state (tensors and numbers only: loads with weights_only=True)
+        rng.pt                    torch CPU/CUDA generator states (for dropout)
+        state.json                step, data position, tokens seen
+
+Because parameter names equal transformers' ELECTRA names, export is a prefix split:
+``discriminator.X`` -> discriminator/model.safetensors ``X``, ``generator.X`` likewise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from electra.config import ModelConfig, PretrainConfig
+from electra.errors import UserError
+from electra.model import ElectraForMaskedLM, ElectraForPreTraining
+
+CHECKPOINT_PREFIX = "step-"
+
+
+# --------------------------------------------------------------------------- atomic folders
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(path)
+
+
+class AtomicDir:
+    """Write a folder under a temporary name, fsync it, then rename it into place.
+
+    Readers see either the old folder or the complete new one, never a half-written one.
+    """
+
+    def __init__(self, final: Path):
+        self.final = Path(final)
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        _fsync_tree(self.tmp)
+        if self.final.exists():
+            old = self.final.with_name(f".{self.final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final, old)
+            os.replace(self.tmp, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.final)
+        _fsync_dir(self.final.parent)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- training checkpoints
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any], keep: int) -> Path:
+    final = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
+    with AtomicDir(final) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        write_json(tmp / "state.json", state)
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    device: torch.device) -> dict[str, Any]:
+    """Restore model (and optimiser, RNG) from a checkpoint folder; returns its state.json."""
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
+        if unexpected or [k for k in missing if not k.startswith("generator.")]:
+            raise ValueError(f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if optimizer is not None:
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+        rng = torch.load(path / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return json.loads((path / "state.json").read_text())
+    except (OSError, ValueError, RuntimeError, SafetensorError, KeyError) as e:
+        raise UserError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
+
+
+# --------------------------------------------------------------------------- Hugging Face folders
+
+def _split_state(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    # Clone so that tied/shared tensors become separate storage, as safetensors requires.
+    return {k[len(prefix):]: v.detach().cpu().clone().contiguous()
+            for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def save_hf_model(model: ElectraForPreTraining | ElectraForMaskedLM, out_dir: Path, tokenizer_dir: Path | None) -> None:
+    """One transformers-loadable folder: config.json, model.safetensors and the tokenizer files."""
+    arch = type(model).__name__
+    with AtomicDir(Path(out_dir)) as tmp:
+        write_json(tmp / "config.json", model.config.to_hf_dict(arch))
+        save_file(_split_state(model, ""), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer_dir is not None:
+            for f in Path(tokenizer_dir).iterdir():
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+
+
+def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> tuple[Path, Path]:
+    """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint."""
+    from electra.objectives import ElectraPretrainer  # local: objectives imports this module's neighbours
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    ckpt = checkpoint or latest_checkpoint(run_dir)
+    model = ElectraPretrainer(cfg.model, cfg.generator_model_config())
+    load_checkpoint(ckpt, model, None, torch.device("cpu"))
+    tok = run_dir / "tokenizer"
+    disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
+    save_hf_model(model.discriminator, disc_dir, tok if tok.is_dir() else None)
+    save_hf_model(model.generator, gen_dir, tok if tok.is_dir() else None)
+    return disc_dir, gen_dir
+
+
+def load_run_config(run_dir: Path) -> PretrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a pre-training run (no config.json); give the --out folder of `electra pretrain`")
+    try:
+        return PretrainConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable run config ({e})") from None
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    ckpts = checkpoint_dirs(run_dir)
+    if not ckpts:
+        raise UserError(f"{run_dir}: the run has no checkpoint yet; train it first (checkpoints are saved every train.save_every steps and at the end)")
+    return ckpts[-1]
+
+
+def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """Config and weights of a local transformers ELECTRA folder (safetensors, or a weights-only .bin)."""
+    folder = Path(folder)
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{folder}: no config.json; expected a transformers ELECTRA folder")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise UserError(f"{cfg_path}: not valid JSON ({e})") from None
+    cfg = ModelConfig.from_hf_dict(raw, str(cfg_path))
+    if (folder / "model.safetensors").is_file():
+        try:
+            state = load_file(str(folder / "model.safetensors"))
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{folder / 'model.safetensors'}: unreadable ({e})") from None
+    elif (folder / "pytorch_model.bin").is_file():
+        # Never unpickle arbitrary objects from a file a user was sent: tensors only.
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise UserError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    return cfg, state, raw
+
+
+def load_hf_model(folder: Path, kind: str = "discriminator") -> ElectraForPreTraining | ElectraForMaskedLM:
+    """Load a transformers ElectraForPreTraining ("discriminator") or ElectraForMaskedLM ("generator") folder."""
+    cfg, state, _ = load_hf_state(folder)
+    model = ElectraForPreTraining(cfg) if kind == "discriminator" else ElectraForMaskedLM(cfg)
+    state = {k.removeprefix("discriminator.").removeprefix("generator."): v for k, v in state.items()}
+    if kind == "generator" and "generator_lm_head.weight" not in state:
+        state["generator_lm_head.weight"] = state["electra.embeddings.word_embeddings.weight"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise UserError(f"{folder}: weights lack {missing[0]} (and {len(missing) - 1} more); is it an ELECTRA {kind}?")
+    bad = [k for k in own if state[k].shape != own[k].shape]
+    if bad:
+        raise UserError(f"{folder}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, config says {tuple(own[bad[0]].shape)}")
+    model.load_state_dict({k: state[k] for k in own})
+    if kind == "generator":
+        model.tie_weights()
+    return model

@@ -1,0 +1,168 @@
+"""Read the token shards that ``electra data build`` writes, and stream shuffled batches from them.
+
+The data order is a pure function of (seed, stream position): the example at
+global stream position ``i`` is ``permutation_e[i % N]`` with ``e = i // N`` the
+epoch and ``permutation_e`` drawn from ``(seed, e)``. A run's whole data state is
+therefore one integer, the position, which makes resume exact, and ranks of a
+distributed run take disjoint slices of the same global batch. The position is
+also the example's *key* for masking and sampling (see objectives.py).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from electra.errors import UserError
+
+FORMAT = "electra-pretraining-data"
+# Evaluation examples get keys far beyond any training stream position, so their masks never
+# coincide with a training example's.
+EVAL_KEY_OFFSET = 1 << 48
+
+
+class PretrainingData:
+    """The manifest and memory-mapped shards of one data folder."""
+
+    def __init__(self, data_dir: str | Path):
+        self.dir = Path(data_dir)
+        path = self.dir / "manifest.json"
+        if not path.is_file():
+            raise UserError(f"{self.dir}: no manifest.json; build the data with `electra data build ... --out {self.dir}`")
+        try:
+            self.manifest = json.loads(path.read_text())
+            if self.manifest.get("format") != FORMAT:
+                raise ValueError("not an electra data folder")
+            self.max_seq_length = int(self.manifest["max_seq_length"])
+            self.vocab_size = int(self.manifest["vocab_size"])
+            self.special_ids = {k: int(v) for k, v in self.manifest["special_ids"].items()}
+            self._splits = {name: self._open_split(name, split) for name, split in self.manifest["splits"].items()}
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            raise UserError(f"{path}: unreadable data manifest or shard ({e}); rebuild with `electra data build`") from None
+        if self.num_examples("train") == 0:
+            raise UserError(f"{path}: the training split is empty; give `electra data build` more text")
+
+    def _open_split(self, name: str, split: dict) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        shards = []
+        for shard in split["shards"]:
+            ids = np.load(self.dir / shard["input_ids"], mmap_mode="r")
+            types = np.load(self.dir / shard["token_type_ids"], mmap_mode="r")
+            if ids.shape != types.shape or ids.shape[1] != self.max_seq_length or ids.shape[0] != shard["num_examples"]:
+                raise ValueError(f"shard {shard['input_ids']} has shape {ids.shape}")
+            shards.append((ids, types))
+        offsets = np.cumsum([0] + [s[0].shape[0] for s in shards])
+        return shards, offsets
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.dir / "tokenizer"
+
+    def num_examples(self, split: str) -> int:
+        return int(self._splits[split][1][-1]) if split in self._splits else 0
+
+    def examples(self, split: str, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``indices`` of a split: input_ids and token_type_ids, each (n, L) int64."""
+        shards, offsets = self._splits[split]
+        shard_of = np.searchsorted(offsets, indices, side="right") - 1
+        ids = np.empty((len(indices), self.max_seq_length), dtype=np.int64)
+        types = np.empty_like(ids)
+        for s in np.unique(shard_of):
+            rows = shard_of == s
+            local = indices[rows] - offsets[s]
+            ids[rows] = shards[s][0][local]
+            types[rows] = shards[s][1][local]
+        return ids, types
+
+
+def to_batch(ids: np.ndarray, types: np.ndarray, keys: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """numpy rows -> tensors, trimmed to the longest sequence (no compute on all-padding columns)."""
+    attention = ids != pad_id
+    length = max(1, int(attention.any(0).nonzero()[0].max()) + 1) if attention.any() else 1
+    return {
+        "input_ids": torch.from_numpy(ids[:, :length].copy()),
+        "attention_mask": torch.from_numpy(attention[:, :length].astype(np.int64)),
+        "token_type_ids": torch.from_numpy(types[:, :length].copy()),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+    }
+
+
+class BatchStream:
+    """Endless shuffled training batches from ``position`` on, prepared by a background thread.
+
+    Each call to ``next`` returns this rank's share of one global batch of ``batch_size``
+    examples: rank r of w takes stream positions [p + r*B/w, p + (r+1)*B/w).
+    """
+
+    def __init__(self, data: PretrainingData, batch_size: int, position: int, seed: int,
+                 rank: int = 0, world_size: int = 1, prefetch: int = 4, pin_memory: bool = False):
+        if batch_size % world_size:
+            raise UserError(f"batch size {batch_size} is not divisible by the {world_size} processes")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
+        self.n = data.num_examples("train")
+        self._perm_cache: dict[int, np.ndarray] = {}
+        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(position,), daemon=True)
+        self._thread.start()
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perm_cache:
+            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._perm_cache[epoch]
+
+    def positions_to_indices(self, positions: np.ndarray) -> np.ndarray:
+        out = np.empty_like(positions)
+        epochs = positions // self.n
+        for e in np.unique(epochs):
+            rows = epochs == e
+            out[rows] = self._permutation(int(e))[positions[rows] % self.n]
+        return out
+
+    def _produce(self, position: int) -> None:
+        share = self.batch_size // self.world_size
+        try:
+            while not self._stop.is_set():
+                start = position + self.rank * share
+                keys = np.arange(start, start + share, dtype=np.int64)
+                ids, types = self.data.examples("train", self.positions_to_indices(keys))
+                batch = to_batch(ids, types, keys, self.data.special_ids["pad"])
+                if self.pin_memory:
+                    batch = {k: v.pin_memory() for k, v in batch.items()}
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                position += self.batch_size
+        except BaseException as e:  # surface data errors in the training thread
+            self._queue.put(e)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def eval_batches(data: PretrainingData, num_examples: int, batch_size: int):
+    """The first ``num_examples`` held-out examples (the same ones at every evaluation), in batches."""
+    split = "valid" if data.num_examples("valid") else "train"
+    n = min(num_examples, data.num_examples(split))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        ids, types = data.examples(split, idx)
+        yield to_batch(ids, types, idx + EVAL_KEY_OFFSET, data.special_ids["pad"])

@@ -1,0 +1,282 @@
+"""Pre-training: set-up -> loop -> evaluate -> checkpoint. Read it top to bottom.
+
+One optimiser step = one global batch of ``train.batch_size`` examples, processed
+in ``accumulation_steps`` micro-batches. The step never waits on the host except
+at logging, evaluation and checkpoint steps (statistics stay on the device as one
+tensor until then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from electra import __version__
+from electra.checkpoint import (checkpoint_dirs, load_checkpoint, load_run_config, save_checkpoint,
+                                write_json)
+from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
+from electra.data.loader import BatchStream, PretrainingData, eval_batches
+from electra.errors import UserError
+from electra.model import count_parameters
+from electra.objectives import STAT_NAMES, ElectraPretrainer, mask_batch, summarise_stats
+
+
+# --------------------------------------------------------------------------- pieces
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but no CUDA GPU is visible; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA by default, plain fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices and embeddings; none on biases and LayerNorm.
+
+    Shared parameters (the embeddings) appear once.
+    """
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+        fused=device.type == "cuda",  # one kernel for all parameters on GPU
+    )
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps`` times linear decay to 0 at ``max_steps`` (Google's ELECTRA).
+
+    ``step`` is the 0-based index of the update about to be made.
+    """
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    decay = max(0.0, 1.0 - step / cfg.max_steps)
+    return cfg.learning_rate * warmup * decay
+
+
+class MetricsLog:
+    """Append-only JSONL; on resume, records after the checkpoint's step are dropped (they will be redone)."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+        self.f = open(path, "a")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.f.write(json.dumps(record) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+# --------------------------------------------------------------------------- set-up
+
+def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
+                resume: bool) -> tuple[PretrainConfig, Path | None]:
+    """Create or reopen the run folder; returns the config and the checkpoint to resume from."""
+    if resume:
+        cfg = load_run_config(out)
+        if overrides:
+            apply_overrides(cfg, overrides)
+        if max_steps is not None:
+            cfg.train.max_steps = max_steps
+        ckpts = checkpoint_dirs(out)
+        return cfg, (ckpts[-1] if ckpts else None)
+
+    if out.exists() and any(out.iterdir()):
+        hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
+        raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
+    cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"])
+    apply_overrides(cfg, overrides)
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+        cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, max_steps // 10))
+    if cfg.model.vocab_size != data.vocab_size:
+        raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
+    if data.max_seq_length > cfg.model.max_position_embeddings:
+        raise UserError(f"{data.dir}: examples of {data.max_seq_length} tokens exceed model.max_position_embeddings "
+                        f"{cfg.model.max_position_embeddings}")
+    cfg.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.to_dict())
+    write_json(out / "run.json", {"data": str(data.dir.resolve()), "electra": __version__, "torch": torch.__version__})
+    if data.tokenizer_dir.is_dir():
+        shutil.copytree(data.tokenizer_dir, out / "tokenizer", dirs_exist_ok=True)
+    return cfg, None
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfig, device: torch.device,
+             autocast) -> dict[str, float]:
+    """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable."""
+    model.eval()
+    t = cfg.train
+    total = torch.zeros(len(STAT_NAMES), device=device)
+    for batch in eval_batches(data, t.eval_examples, t.micro_batch_size or t.batch_size):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        mb = mask_batch(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["keys"],
+                        data.special_ids, t.mask_prob, t.mask_token_prob, t.seed)
+        with autocast():
+            _, stats = model(mb, t.seed, t.disc_weight, mb.selected.sum(), mb.attention_mask.sum())
+        total += stats
+    model.train()
+    return {f"eval_{k}": v for k, v in summarise_stats(total).items()}
+
+
+# --------------------------------------------------------------------------- the loop
+
+def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_steps: int | None = None,
+             overrides: list[str] | None = None, resume: bool = False, progress: bool = True) -> Path:
+    data = PretrainingData(data_dir)
+    out = Path(out)
+    cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume)
+    t = cfg.train
+    device = resolve_device(t.device)
+    autocast = autocast_for(device, t.precision)
+
+    torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
+    model = ElectraPretrainer(cfg.model, cfg.generator_model_config()).to(device)
+    optimizer = build_optimizer(model, t, device)
+    state = {"step": 0, "position": 0, "tokens_seen": 0}
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer, device)
+    step_fn = torch.compile(model) if t.compile else model
+
+    log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None)
+    if state["step"] == 0:
+        log.write({"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
+                   "discriminator_params": count_parameters(model.discriminator),
+                   "generator_params": count_parameters(model.generator) - count_parameters(model.generator.electra.embeddings),
+                   "train_examples": data.num_examples("train"), "accumulation_steps": t.accumulation_steps})
+
+    stream = BatchStream(data, t.batch_size, state["position"], t.seed, pin_memory=device.type == "cuda")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    bar = tqdm(total=t.max_steps, initial=state["step"], disable=not progress, dynamic_ncols=True,
+               unit="step", desc="pretrain")
+    window_stats = torch.zeros(len(STAT_NAMES), device=device)
+    window_grad_norm = torch.zeros((), device=device)
+    tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        while state["step"] < t.max_steps:
+            step = state["step"]
+            lr = learning_rate(step, t)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
+            mb = mask_batch(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["keys"],
+                            data.special_ids, t.mask_prob, t.mask_token_prob, t.seed)
+            # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward).
+            num_selected, num_tokens = mb.selected.sum(), mb.attention_mask.sum()
+            for micro in mb.split(t.accumulation_steps):
+                with autocast():
+                    loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
+                loss.backward()
+                window_stats += stats
+            window_grad_norm += torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens_seen += num_tokens
+
+            done = step + 1
+            state = {"step": done, "position": state["position"] + t.batch_size, "tokens_seen": None}
+            window_steps += 1
+            bar.update(1)
+            last = done == t.max_steps
+
+            if done % t.log_every == 0 or last:
+                summary = summarise_stats(window_stats)  # the one host sync of a logging step
+                elapsed = time.perf_counter() - window_start
+                window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
+                log.write({"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
+                           "tokens_seen": int(tokens_seen.item()), "steps_per_s": window_steps / elapsed,
+                           "tokens_per_s": window_tokens / elapsed})
+                bar.set_postfix(gen=f"{summary['gen_loss']:.3f}", disc=f"{summary['disc_loss']:.3f}",
+                                tok_s=f"{window_tokens / elapsed:.0f}")
+                window_stats.zero_()
+                window_grad_norm.zero_()
+                window_start, window_steps = time.perf_counter(), 0
+            if done % t.eval_every == 0 or last:
+                log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast)})
+            if done % t.save_every == 0 or last:
+                state["tokens_seen"] = int(tokens_seen.item())
+                save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
+    finally:
+        stream.close()
+        bar.close()
+        log.close()
+    return out
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draw the loss and accuracy curves of a run's metrics.jsonl into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no metrics.jsonl; is it the --out folder of `electra pretrain`?")
+    train, evals = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            raise UserError(f"{path}:{n}: not valid JSON") from None
+        if r.get("event") == "eval":
+            evals.append(r)
+        elif "gen_loss" in r:
+            train.append(r)
+    if not train:
+        raise UserError(f"{path}: no training records yet")
+    panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
+              ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
+              ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, title) in zip(axes.flat, panels):
+        ax.plot([r["step"] for r in train], [r[key] for r in train], label="train", lw=1)
+        if evals and f"eval_{key}" in evals[0]:
+            ax.plot([r["step"] for r in evals], [r[f"eval_{key}"] for r in evals], "o-", label="held-out", ms=3)
+            ax.legend()
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

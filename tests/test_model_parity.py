@@ -1,0 +1,70 @@
+"""Our encoder and heads against transformers' ELECTRA classes on random weights."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from electra.config import ModelConfig
+from electra.model import ElectraForMaskedLM, ElectraForPreTraining
+
+transformers = pytest.importorskip("transformers")
+
+CFG = ModelConfig(vocab_size=211, embedding_size=24, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=48, max_position_embeddings=40)
+
+
+def _inputs(B=3, T=17, vocab=211):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (B, T), generator=g)
+    attn = torch.ones(B, T, dtype=torch.long)
+    attn[1, 11:] = 0  # padding in one row
+    ids[1, 11:] = 0
+    types = torch.zeros(B, T, dtype=torch.long)
+    types[:, 8:] = 1
+    return ids, attn, types
+
+
+def _hf(cls_name, cfg: ModelConfig):
+    hf_cfg = transformers.ElectraConfig(**dataclasses.asdict(cfg))
+    return getattr(transformers, cls_name)(hf_cfg).eval()
+
+
+@pytest.mark.parametrize("ours_cls,hf_name", [(ElectraForPreTraining, "ElectraForPreTraining"),
+                                              (ElectraForMaskedLM, "ElectraForMaskedLM")])
+def test_same_names_and_logits_as_transformers(ours_cls, hf_name):
+    torch.manual_seed(1)
+    ours = ours_cls(CFG).eval()
+    hf = _hf(hf_name, CFG)
+    hf_keys = set(hf.state_dict())
+    assert set(ours.state_dict()) == hf_keys  # identical parameter names: export is a prefix split
+    # Random (not default-initialised) weights, so biases and LayerNorms are exercised too.
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.3)
+    hf.load_state_dict(ours.state_dict())
+    ids, attn, types = _inputs()
+    with torch.no_grad():
+        a = ours(ids, attn, types)
+        b = hf(input_ids=ids, attention_mask=attn, token_type_ids=types).logits
+    real = attn.bool()
+    assert a.shape == b.shape
+    assert (a[real] - b[real]).abs().max().item() <= 1e-4
+
+
+def test_generator_positions_give_the_same_logits_as_the_full_head():
+    torch.manual_seed(2)
+    gen = ElectraForMaskedLM(CFG).eval()
+    ids, attn, types = _inputs()
+    positions = torch.zeros_like(ids, dtype=torch.bool)
+    positions[0, 3] = positions[2, 5] = positions[2, 9] = True
+    with torch.no_grad():
+        full = gen(ids, attn, types)  # (B, T, V)
+        sparse = gen(ids, attn, types, positions=positions)  # (3, V)
+    assert sparse.shape == (3, CFG.vocab_size)
+    torch.testing.assert_close(sparse, full[positions], rtol=1e-5, atol=1e-5)
+
+
+def test_lm_head_is_tied_to_word_embeddings():
+    gen = ElectraForMaskedLM(CFG)
+    assert gen.generator_lm_head.weight is gen.electra.embeddings.word_embeddings.weight
