@@ -83,14 +83,21 @@ def cmd_demo(args) -> None:
              progress=not args.quiet)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (plus a pointer to --help), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from electra import __version__
     from electra.config import PRESETS
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="electra", description="Pre-train, fine-tune and use ELECTRA models.")
+    p = _Parser(prog="electra", description="Pre-train, fine-tune and use ELECTRA models.")
     p.add_argument("--version", action="version", version=f"electra {__version__}")
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
 
     def verb(parent, name, fn):
         doc = fn.__doc__ or ""
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         return sp
 
-    tok = verbs.add_parser("tokenizer", help="tokenizer commands").add_subparsers(dest="sub", required=True, metavar="SUB")
+    tok = verbs.add_parser("tokenizer", help="tokenizer commands").add_subparsers(dest="sub", required=True, metavar="SUB", parser_class=_Parser)
     sp = verb(tok, "train", cmd_tokenizer_train)
     sp.add_argument("--input", nargs="+", required=True, metavar="CORPUS")
     sp.add_argument("--vocab-size", type=int, default=30522)
@@ -107,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
     sp.add_argument("--out", required=True)
 
-    data = verbs.add_parser("data", help="data commands").add_subparsers(dest="sub", required=True, metavar="SUB")
+    data = verbs.add_parser("data", help="data commands").add_subparsers(dest="sub", required=True, metavar="SUB", parser_class=_Parser)
     sp = verb(data, "build", cmd_data_build)
     sp.add_argument("--input", nargs="+", required=True, metavar="CORPUS")
     sp.add_argument("--tokenizer", required=True)

@@ -92,7 +92,8 @@ class TrainConfig:
     learning_rate: float = 5e-4
     batch_size: int = 128            # global batch, examples per optimiser step
     micro_batch_size: int = 0        # examples per forward pass; 0 = batch_size (no accumulation)
-    max_steps: int = 1_000_000
+    max_steps: int = 1_000_000       # length of the learning-rate schedule
+    stop_at: int = 0                 # save and stop after this step (schedule unchanged; continue with --resume); 0 = max_steps
     warmup_steps: int = 10_000
     weight_decay: float = 0.01
     adam_beta1: float = 0.9
@@ -126,6 +127,8 @@ class TrainConfig:
             )
         if not 0 < self.mask_prob < 1 or not 0 <= self.mask_token_prob <= 1:
             raise UserError("train.mask_prob must be in (0, 1) and train.mask_token_prob in [0, 1]")
+        if self.stop_at < 0:
+            raise UserError(f"train.stop_at must be >= 0, got {self.stop_at}")
         if self.warmup_steps < 0 or self.learning_rate <= 0:
             raise UserError("train.warmup_steps must be >= 0 and train.learning_rate > 0")
 

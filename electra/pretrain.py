@@ -104,10 +104,11 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     """Create or reopen the run folder; returns the config and the checkpoint to resume from."""
     if resume:
         cfg = load_run_config(out)
-        if overrides:
-            apply_overrides(cfg, overrides)
+        cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
         if max_steps is not None:
             cfg.train.max_steps = max_steps
+        apply_overrides(cfg, overrides)
+        write_json(out / "config.json", cfg.to_dict())
         ckpts = checkpoint_dirs(out)
         return cfg, (ckpts[-1] if ckpts else None)
 
@@ -115,10 +116,11 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
         raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
     cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"])
-    apply_overrides(cfg, overrides)
     if max_steps is not None:
+        # A shortened run keeps the paper's shape: warm-up is at most 10% of it (--set wins over this).
         cfg.train.max_steps = max_steps
         cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, max_steps // 10))
+    apply_overrides(cfg, overrides)
     if cfg.model.vocab_size != data.vocab_size:
         raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
     if data.max_seq_length > cfg.model.max_position_embeddings:
@@ -188,7 +190,8 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
     window_start, window_steps = time.perf_counter(), 0
     try:
-        while state["step"] < t.max_steps:
+        stop_at = min(t.max_steps, t.stop_at or t.max_steps)
+        while state["step"] < stop_at:
             step = state["step"]
             lr = learning_rate(step, t)
             for group in optimizer.param_groups:
@@ -213,7 +216,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             state = {"step": done, "position": state["position"] + t.batch_size, "tokens_seen": None}
             window_steps += 1
             bar.update(1)
-            last = done == t.max_steps
+            last = done == stop_at
 
             if done % t.log_every == 0 or last:
                 summary = summarise_stats(window_stats)  # the one host sync of a logging step

@@ -1,0 +1,85 @@
+"""``electra demo``: the whole pre-training pipeline, small, on real public text, in minutes on a CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from electra.errors import UserError
+
+DEMO_MARKER = ".electra-demo"
+DEMO_STEPS = 600          # tiny preset: ~2.5M tokens; visible learning in a few CPU minutes
+DEMO_VOCAB = 8000
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ELECTRA_CACHE", Path.home() / ".cache" / "electra"))
+
+
+def _claim_output(out: Path) -> None:
+    """The demo owns its folder: it may replace an earlier demo, never anything else."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).exists():
+            raise UserError(f"{out}: exists and is not an earlier demo; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("made by `electra demo`; safe to delete\n")
+
+
+def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None = None,
+             cache_dir: str | None = None, progress: bool = True) -> dict:
+    from electra.checkpoint import export_run
+    from electra.data.corpus import build_dataset
+    from electra.data.tokenizer import train_tokenizer
+    from electra.pretrain import plot_run, pretrain
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if corpus is None:
+        from electra.demo_data import fetch_demo_corpus
+
+        print("1/5 fetching public English text (cached after the first run) ...")
+        corpus = [str(fetch_demo_corpus(Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress))]
+    else:
+        print(f"1/5 using the corpus {' '.join(corpus)}")
+    _claim_output(out)
+
+    print(f"2/5 training a {DEMO_VOCAB}-entry WordPiece tokenizer ...")
+    train_tokenizer(corpus, DEMO_VOCAB, out / "tokenizer")
+    print("3/5 building 128-token pre-training examples ...")
+    manifest = build_dataset(corpus, out / "tokenizer", out / "data", max_seq_length=128, progress=progress)
+    steps = max_steps or DEMO_STEPS
+    print(f"4/5 pre-training the tiny preset for {steps} steps (batch 32 x 128) ...")
+    run = pretrain(out / "data", out / "pretrain", preset="tiny", max_steps=steps,
+                   overrides=[f"train.eval_every={max(1, steps // 4)}", f"train.save_every={max(1, steps // 2)}",
+                              "train.log_every=10"], progress=progress)
+    print("5/5 exporting to Hugging Face transformers folders and plotting ...")
+    disc, gen = export_run(run, run / "hf")
+    png = plot_run(run)
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "gen_loss" in r]
+    evals = [r for r in records if r.get("event") == "eval"]
+    first, last = train[0], train[-1]
+    minutes = (time.perf_counter() - t0) / 60
+    print()
+    print(f"done in {minutes:.1f} min. Corpus: {manifest['source']['num_documents']} documents, "
+          f"{manifest['splits']['train']['num_tokens']:,} training tokens.")
+    print(f"  generator MLM loss     {first['gen_loss']:.3f} -> {last['gen_loss']:.3f}   "
+          f"accuracy {first['gen_acc']:.3f} -> {last['gen_acc']:.3f}")
+    print(f"  discriminator loss     {first['disc_loss']:.3f} -> {last['disc_loss']:.3f}   "
+          f"accuracy {first['disc_acc']:.3f} -> {last['disc_acc']:.3f}")
+    if evals:
+        e = evals[-1]
+        print(f"  held-out (step {e['step']}): generator accuracy {e['eval_gen_acc']:.3f}, "
+              f"discriminator accuracy {e['eval_disc_acc']:.3f}, replaced-token recall {e['eval_disc_recall']:.3f}")
+    print(f"  tokenizer      {out / 'tokenizer'}")
+    print(f"  data           {out / 'data'}")
+    print(f"  run            {run}   (metrics.jsonl, checkpoints/)")
+    print(f"  curves         {png}")
+    print(f"  discriminator  {disc}   transformers.ElectraForPreTraining.from_pretrained(...)")
+    print(f"  generator      {gen}")
+    return {"run": run, "discriminator": disc, "generator": gen, "plot": png, "minutes": minutes}

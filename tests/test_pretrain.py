@@ -1,0 +1,105 @@
+"""The pre-training loop on a synthetic data folder: logging, exact resume, export, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from electra.checkpoint import checkpoint_dirs, export_run, load_hf_model
+from electra.cli import main
+from electra.errors import UserError
+from electra.pretrain import pretrain
+from synthetic import make_data_dir
+
+transformers = pytest.importorskip("transformers")
+
+SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
+         "train.batch_size=8", "train.log_every=1", "train.eval_every=5", "train.save_every=5",
+         "train.eval_examples=16", "generator.hidden_fraction=0.5"]
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _losses(run):
+    return {r["step"]: (r["gen_loss"], r["disc_loss"]) for r in _records(run) if "gen_loss" in r}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data_dir(tmp_path_factory.mktemp("d") / "data")
+
+
+@pytest.fixture(scope="module")
+def full_run(data, tmp_path_factory):
+    return pretrain(data, tmp_path_factory.mktemp("r") / "run", preset="tiny", max_steps=20, overrides=SMALL,
+                    progress=False)
+
+
+def test_log_has_every_metric_and_checkpoints_are_kept(full_run):
+    recs = [r for r in _records(full_run) if "gen_loss" in r]
+    assert [r["step"] for r in recs] == list(range(1, 21))
+    for key in ("gen_loss", "gen_acc", "disc_loss", "disc_acc", "disc_precision", "disc_recall", "replaced_frac",
+                "lr", "grad_norm", "tokens_seen", "tokens_per_s"):
+        assert all(isinstance(r[key], float | int) for r in recs), key
+    assert recs[-1]["tokens_seen"] > recs[0]["tokens_seen"] > 0
+    assert 0 < recs[0]["replaced_frac"] <= recs[0]["selected_frac"]
+    evals = [r for r in _records(full_run) if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [5, 10, 15, 20]
+    assert [p.name for p in checkpoint_dirs(full_run)] == ["step-00000015", "step-00000020"]  # keep 2
+
+
+def test_stop_and_resume_reproduce_the_uninterrupted_losses(data, full_run, tmp_path):
+    run = tmp_path / "run"
+    pretrain(data, run, preset="tiny", max_steps=20, overrides=SMALL + ["train.stop_at=10"], progress=False)
+    assert max(_losses(run)) == 10
+    pretrain(data, run, resume=True, progress=False)
+    a, b = _losses(full_run), _losses(run)
+    assert sorted(b) == list(range(1, 21))
+    for step in range(11, 21):
+        assert abs(a[step][0] - b[step][0]) <= 1e-5 and abs(a[step][1] - b[step][1]) <= 1e-5
+
+
+def test_export_loads_in_transformers_with_the_same_logits(full_run, tmp_path):
+    disc_dir, gen_dir = export_run(full_run, tmp_path / "hf")
+    ids = torch.tensor([[2, 10, 11, 12, 3, 13, 14, 3]])
+    attn, types = torch.ones_like(ids), torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1]])
+    hf_disc = transformers.ElectraForPreTraining.from_pretrained(disc_dir).eval()
+    hf_gen = transformers.ElectraForMaskedLM.from_pretrained(gen_dir).eval()
+    ours_disc, ours_gen = load_hf_model(disc_dir, "discriminator").eval(), load_hf_model(gen_dir, "generator").eval()
+    with torch.no_grad():
+        d = (ours_disc(ids, attn, types) - hf_disc(input_ids=ids, attention_mask=attn, token_type_ids=types).logits)
+        g = (ours_gen(ids, attn, types) - hf_gen(input_ids=ids, attention_mask=attn, token_type_ids=types).logits)
+    assert d.abs().max() <= 1e-4 and g.abs().max() <= 1e-4
+    # The generator's shared embeddings are the discriminator's.
+    torch.testing.assert_close(hf_gen.electra.embeddings.word_embeddings.weight,
+                               hf_disc.electra.embeddings.word_embeddings.weight)
+
+
+def test_output_folder_of_another_run_is_refused(data, full_run):
+    with pytest.raises(UserError, match="pass --resume"):
+        pretrain(data, full_run, preset="tiny", max_steps=5, overrides=SMALL, progress=False)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "huge"], "invalid choice"),
+    (["--preset", "tiny", "--set", "train.learnin_rate=1"], "is not a known key; valid keys:"),
+    (["--preset", "tiny", "--set", "train.batch_size=abc"], "expected a value of type int"),
+    (["--preset", "tiny", "--set", "model.num_attention_heads=3"], "not divisible"),
+])
+def test_bad_options_give_one_line_and_exit_2(data, tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "electra", "pretrain", "--data", str(data), "--out",
+                           str(tmp_path / "x"), "--quiet", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_missing_data_folder_is_a_user_error(tmp_path, capsys):
+    assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no manifest.json" in err
