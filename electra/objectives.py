@@ -36,15 +36,32 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
+def fold64(k: torch.Tensor) -> torch.Tensor:
+    """Hash an int64 key of any size into 32 bits (example keys can exceed 2**32)."""
+    return _mix32((k & _MASK32) ^ _mix32((k >> 32) & _MASK32))
+
+
 def keyed_uniform(seed: int, salt: int, *keys: torch.Tensor) -> torch.Tensor:
-    """Uniform floats in (0, 1), float32, one per element of the broadcast of ``keys`` (int64 tensors)."""
-    h = _mix32(torch.tensor(((seed & _MASK32) ^ salt) & _MASK32, dtype=torch.int64, device=keys[0].device))
-    h = _mix32(h ^ ((seed >> 32) & _MASK32))
+    """Uniform floats in (0, 1), float32, one per element of the broadcast of ``keys``.
+
+    Each key is an int64 tensor of values < 2**32 (pass wider keys through ``fold64``). Keys are mixed
+    in one at a time, so put small tensors first and the widest broadcast last: only the last mix runs
+    over the full output.
+    """
+    h = torch.tensor(_mix32_int(((seed & _MASK32) ^ salt ^ _mix32_int(seed >> 32)) & _MASK32),
+                     dtype=torch.int64, device=keys[0].device)
     for k in keys:
-        h = _mix32(h ^ (k & _MASK32))
-        h = _mix32(h ^ ((k >> 32) & _MASK32))
+        h = _mix32(h ^ k)
     # 24 random bits -> (0, 1); the half-step offset keeps log(u) finite.
     return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+
+
+def _mix32_int(x: int) -> int:
+    """_mix32 on a Python int (for the seed)."""
+    x &= _MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    return (x >> 16) ^ x
 
 
 def select_positions(candidates: torch.Tensor, mask_prob: float, keys: torch.Tensor, seed: int) -> torch.Tensor:
@@ -59,7 +76,7 @@ def select_positions(candidates: torch.Tensor, mask_prob: float, keys: torch.Ten
     k = torch.clamp((n.to(torch.float32) * mask_prob).round().long(), min=1)
     k = torch.minimum(k, n)
     pos = torch.arange(T, device=candidates.device)
-    u = keyed_uniform(seed, _SALT_SELECT, keys[:, None], pos[None, :])  # (B, T)
+    u = keyed_uniform(seed, _SALT_SELECT, fold64(keys)[:, None], pos[None, :])  # (B, T)
     u = torch.where(candidates, u, torch.full_like(u, 2.0))  # non-candidates sort last
     rank = u.argsort(dim=1).argsort(dim=1)  # (B, T) rank of each position's draw within its row
     return rank < k[:, None]
@@ -71,7 +88,7 @@ def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: i
     [MASK] and the rest keep their token (no random replacement, unlike BERT)."""
     T = input_ids.shape[1]
     pos = torch.arange(T, device=input_ids.device)
-    u = keyed_uniform(seed, _SALT_MASK_TOKEN, keys[:, None], pos[None, :])  # (B, T)
+    u = keyed_uniform(seed, _SALT_MASK_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
     to_mask = selected & (u < mask_token_prob)
     return torch.where(to_mask, torch.full_like(input_ids, mask_id), input_ids)
 
@@ -86,7 +103,7 @@ def gumbel_sample(logits: torch.Tensor, example_keys: torch.Tensor, positions: t
     """
     V = logits.shape[-1]
     vocab = torch.arange(V, device=logits.device)
-    u = keyed_uniform(seed, _SALT_GUMBEL, example_keys[:, None], positions[:, None], vocab[None, :])  # (M, V)
+    u = keyed_uniform(seed, _SALT_GUMBEL, fold64(example_keys)[:, None], positions[:, None], vocab[None, :])  # (M, V)
     gumbel = -torch.log(-torch.log(u))
     return (logits.detach().float() + gumbel).argmax(dim=-1)
 
