@@ -172,9 +172,19 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> 
     load_checkpoint(ckpt, model, None, torch.device("cpu"))
     tok = run_dir / "tokenizer"
     disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
+    for d in (disc_dir, gen_dir):  # replace an earlier export, never anything else
+        if d.exists() and any(d.iterdir()) and not _is_electra_folder(d):
+            raise UserError(f"{d}: exists and is not an ELECTRA export; choose another --out")
     save_hf_model(model.discriminator, disc_dir, tok if tok.is_dir() else None)
     save_hf_model(model.generator, gen_dir, tok if tok.is_dir() else None)
     return disc_dir, gen_dir
+
+
+def _is_electra_folder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type") == "electra"
+    except (OSError, ValueError):
+        return False
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
@@ -236,3 +246,43 @@ def load_hf_model(folder: Path, kind: str = "discriminator") -> ElectraForPreTra
     if kind == "generator":
         model.tie_weights()
     return model
+
+
+def hf_pair_folders(folder: Path) -> tuple[Path, Path | None]:
+    """(discriminator, generator or None) folders of an export (or a single discriminator folder)."""
+    folder = Path(folder)
+    if (folder / "discriminator" / "config.json").is_file():
+        gen = folder / "generator"
+        return folder / "discriminator", (gen if (gen / "config.json").is_file() else None)
+    if (folder / "config.json").is_file():
+        return folder, None
+    raise UserError(f"{folder}: no config.json and no discriminator/ folder; give a transformers ELECTRA folder "
+                    f"or the --out of `electra export`")
+
+
+def init_config_from_hf(cfg: PretrainConfig, folder: Path) -> PretrainConfig:
+    """Take the architecture from a transformers folder (discriminator, and generator if there is one)."""
+    disc_dir, gen_dir = hf_pair_folders(folder)
+    cfg.model = load_hf_state(disc_dir)[0]
+    if gen_dir is not None:
+        gen = load_hf_state(gen_dir)[0]
+        cfg.generator.hidden_fraction = gen.hidden_size / cfg.model.hidden_size
+        cfg.generator.layers_fraction = gen.num_hidden_layers / cfg.model.num_hidden_layers
+        derived = cfg.generator_model_config()
+        shape = ("hidden_size", "num_attention_heads", "intermediate_size", "num_hidden_layers", "embedding_size")
+        if any(getattr(derived, k) != getattr(gen, k) for k in shape):
+            raise UserError(f"{gen_dir}: generator shape {[getattr(gen, k) for k in shape]} is not a scaled copy of the "
+                            f"discriminator's; only proportionally scaled generators are supported")
+    return cfg
+
+
+def load_pretrainer_from_hf(model: torch.nn.Module, folder: Path) -> None:
+    """Copy transformers weights into an ElectraPretrainer; without a generator folder it keeps its fresh one."""
+    disc_dir, gen_dir = hf_pair_folders(folder)
+    model.discriminator.load_state_dict(load_hf_model(disc_dir, "discriminator").state_dict())
+    if gen_dir is not None:
+        gen_state = load_hf_model(gen_dir, "generator").state_dict()
+        # Shared embeddings come from the discriminator (they are one tensor in an export anyway).
+        own = {k: v for k, v in gen_state.items() if not k.startswith("electra.embeddings.") and k != "generator_lm_head.weight"}
+        missing, unexpected = model.generator.load_state_dict(own, strict=False)
+        assert not unexpected and all(k.startswith("electra.embeddings.") or k == "generator_lm_head.weight" for k in missing)

@@ -46,12 +46,14 @@ def cmd_pretrain(args) -> None:
 
     --set section.key=value overrides any field of the run (e.g. --set train.learning_rate=1e-3,
     --set model.num_hidden_layers=6, --set generator.hidden_fraction=0.5); the bare key works when
-    unique. --resume continues a stopped run exactly from its newest checkpoint.
+    unique. --resume continues a stopped run exactly from its newest checkpoint. --init FOLDER continues
+    pre-training from transformers ELECTRA weights (an `electra export` folder, or one discriminator folder:
+    then the generator starts fresh); the architecture comes from its config.json, the recipe from --preset.
     """
     from electra.pretrain import pretrain
 
     out = pretrain(args.data, args.out, preset=args.preset, max_steps=args.max_steps, overrides=args.set,
-                   resume=args.resume, progress=not args.quiet)
+                   resume=args.resume, progress=not args.quiet, init=args.init)
     print(f"run saved in {out} (metrics: {out / 'metrics.jsonl'}; export with `electra export {out} --out {out / 'hf'}`)")
 
 
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-steps", type=int, default=None, help="default: the preset's")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--resume", action="store_true")
+    sp.add_argument("--init", default=None, metavar="FOLDER", help="start from transformers ELECTRA weights")
 
     sp = verb(verbs, "export", cmd_export)
     sp.add_argument("run")

@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from electra import __version__
-from electra.checkpoint import (checkpoint_dirs, load_checkpoint, load_run_config, save_checkpoint,
-                                write_json)
+from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, load_checkpoint, load_pretrainer_from_hf,
+                                load_run_config, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.errors import UserError
@@ -100,7 +100,7 @@ class MetricsLog:
 # --------------------------------------------------------------------------- set-up
 
 def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
-                resume: bool) -> tuple[PretrainConfig, Path | None]:
+                resume: bool, init: Path | None = None) -> tuple[PretrainConfig, Path | None]:
     """Create or reopen the run folder; returns the config and the checkpoint to resume from."""
     if resume:
         cfg = load_run_config(out)
@@ -116,6 +116,8 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
         raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
     cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"])
+    if init is not None:
+        cfg = init_config_from_hf(cfg, init)  # the architecture comes from the weights, the recipe from the preset
     if max_steps is not None:
         # A shortened run keeps the paper's shape: warm-up is at most 10% of it (--set wins over this).
         cfg.train.max_steps = max_steps
@@ -129,7 +131,8 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())
-    write_json(out / "run.json", {"data": str(data.dir.resolve()), "electra": __version__, "torch": torch.__version__})
+    write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": str(init) if init else None,
+                                  "electra": __version__, "torch": torch.__version__})
     if data.tokenizer_dir.is_dir():
         shutil.copytree(data.tokenizer_dir, out / "tokenizer", dirs_exist_ok=True)
     return cfg, None
@@ -158,10 +161,14 @@ def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfi
 # --------------------------------------------------------------------------- the loop
 
 def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_steps: int | None = None,
-             overrides: list[str] | None = None, resume: bool = False, progress: bool = True) -> Path:
+             overrides: list[str] | None = None, resume: bool = False, progress: bool = True,
+             init: str | Path | None = None) -> Path:
+    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights."""
     data = PretrainingData(data_dir)
     out = Path(out)
-    cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume)
+    if init is not None and resume:
+        raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
+    cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
     t = cfg.train
     device = resolve_device(t.device)
     autocast = autocast_for(device, t.precision)
@@ -172,6 +179,8 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     state = {"step": 0, "position": 0, "tokens_seen": 0}
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, device)
+    elif init is not None:
+        load_pretrainer_from_hf(model, Path(init))
     step_fn = torch.compile(model) if t.compile else model
 
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None)

@@ -103,3 +103,33 @@ def test_missing_data_folder_is_a_user_error(tmp_path, capsys):
     assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no manifest.json" in err
+
+
+def test_continue_pretraining_from_an_export(data, full_run, tmp_path):
+    export_run(full_run, tmp_path / "hf")
+    run = pretrain(data, tmp_path / "cont", preset="tiny", max_steps=2, overrides=["train.batch_size=8"],
+                   progress=False, init=tmp_path / "hf")
+    first = [r for r in _records(run) if "gen_loss" in r][0]
+    fresh = [r for r in _records(full_run) if "gen_loss" in r]
+    # Starting from trained weights, the first losses are those of the end of the first run, not of a fresh model.
+    assert first["gen_loss"] < fresh[0]["gen_loss"] - 0.02 or first["disc_loss"] < fresh[0]["disc_loss"] - 0.02
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["hidden_size"] == 32 and cfg["generator"]["hidden_fraction"] == 0.5
+
+
+def test_plot_writes_a_png(full_run):
+    from electra.pretrain import plot_run
+
+    png = plot_run(full_run)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_an_export(full_run, tmp_path):
+    victim = tmp_path / "hf" / "discriminator"
+    victim.mkdir(parents=True)
+    (victim / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match="not an ELECTRA export"):
+        export_run(full_run, tmp_path / "hf")
+    assert (victim / "notes.txt").read_text() == "precious"
+    export_run(full_run, tmp_path / "hf2")
+    export_run(full_run, tmp_path / "hf2")  # an earlier export is replaced
