@@ -1,0 +1,415 @@
+"""Text corpus -> packed pre-training examples in token shards (what ``electra data build`` runs).
+
+Corpus formats: ``.txt`` / ``.txt.gz`` with one sentence or paragraph per line and a blank line
+between documents (the BERT/ELECTRA format), and ``.jsonl`` / ``.jsonl.gz`` with one
+``{"text": ...}`` document per line. Everything streams: memory stays bounded whatever the
+corpus size, and the output folder appears only once complete.
+
+Output (read by ``electra.data.loader``)::
+
+    out/manifest.json                       sizes, special ids, shard list (see build_dataset)
+    out/train-00000.ids.npy                 [n, L] uint16 (int32 for vocabularies over 65535), padded with [PAD]
+    out/train-00000.types.npy               [n, L] uint8 token types
+    out/valid-00000.{ids,types}.npy         held-out documents, same layout
+    out/tokenizer/                          the tokenizer, so the folder is self-contained
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from electra.data.tokenizer import (atomic_output_dir, load_tokenizer, refuse_non_empty, save_tokenizer,
+                                    special_token_ids)
+from electra.errors import UserError
+
+CORPUS_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
+FORMAT, VERSION = "electra-pretraining-data", 1
+Example = tuple[list[int], list[int]]  # (input_ids, token_type_ids)
+
+
+# --------------------------------------------------------------------------- finding and reading files
+
+def find_corpus_files(inputs: list | str | Path) -> list[Path]:
+    """Corpus files from files and folders (searched recursively, sorted), in the order given."""
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not inputs:
+        raise UserError("no corpus given; pass files or folders of .txt, .txt.gz, .jsonl or .jsonl.gz")
+    files, seen = [], set()
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and _has_corpus_suffix(p)
+                           and not p.name.startswith("."))
+        elif item.is_file():
+            if not _has_corpus_suffix(item):
+                raise UserError(f"{item}: not a corpus file; corpus files end in {', '.join(CORPUS_SUFFIXES)}")
+            found = [item]
+        else:
+            raise UserError(f"{item}: no such file or folder")
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
+    if not files:
+        raise UserError(f"{' '.join(map(str, inputs))}: no corpus files ({', '.join(CORPUS_SUFFIXES)}) found")
+    return files
+
+
+def _has_corpus_suffix(path: Path) -> bool:
+    return path.name.lower().endswith(CORPUS_SUFFIXES)
+
+
+class CorpusReader:
+    """Iterates a corpus as sentences (str) with ``None`` at the end of each document.
+
+    Counts lines (non-empty sentences) and documents as it goes, and reports how many bytes of
+    the files on disk it has consumed (for a progress bar; compressed bytes for .gz files).
+    """
+
+    def __init__(self, files: Iterable[str | Path]):
+        self.files = [Path(f) for f in files]
+        self.total_bytes = sum(f.stat().st_size for f in self.files if f.is_file())
+        self.num_lines = 0
+        self.num_documents = 0
+        self._done_bytes = 0
+        self._raw: BinaryIO | None = None
+
+    def bytes_read(self) -> int:
+        raw = self._raw
+        return self._done_bytes + (raw.tell() if raw is not None and not raw.closed else 0)
+
+    def __iter__(self) -> Iterator[str | None]:
+        for path in self.files:
+            yield from self._read_file(path)
+
+    def _read_file(self, path: Path) -> Iterator[str | None]:
+        name = path.name.lower()
+        parse = self._jsonl_documents if name.endswith((".jsonl", ".jsonl.gz")) else self._text_documents
+        try:
+            with open(path, "rb") as raw:
+                self._raw = raw
+                stream = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw
+                yield from parse(path, stream)
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            hint = "; is it a complete gzip file?" if name.endswith(".gz") else ""
+            raise UserError(f"{path}: cannot read ({e}){hint}") from None
+        finally:
+            self._raw = None
+        self._done_bytes += path.stat().st_size
+
+    def _text_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
+        in_document = False
+        for lineno, raw_line in enumerate(stream, 1):
+            line = _decode(raw_line, path, lineno).strip()
+            if line:
+                in_document = True
+                self.num_lines += 1
+                yield line
+            elif in_document:  # a blank line ends a document
+                in_document = False
+                self.num_documents += 1
+                yield None
+        if in_document:  # so does the end of a file
+            self.num_documents += 1
+            yield None
+
+    def _jsonl_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
+        for lineno, raw_line in enumerate(stream, 1):
+            line = _decode(raw_line, path, lineno).strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({getattr(e, 'msg', e)}); "
+                                'each line must be one JSON object like {"text": "..."}') from None
+            text = record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise UserError(f'{path}:{lineno}: no "text" string field; each line must be one JSON object '
+                                'like {"text": "..."}')
+            sentences = [s for s in (s.strip() for s in text.splitlines()) if s]
+            if sentences:
+                self.num_lines += len(sentences)
+                self.num_documents += 1
+                yield from sentences
+                yield None
+
+
+def _decode(raw_line: bytes, path: Path, lineno: int) -> str:
+    if b"\0" in raw_line:
+        raise UserError(f"{path}:{lineno}: not UTF-8 text (it contains NUL bytes: a binary or UTF-16 file?); "
+                        "give plain UTF-8 text")
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column {e.start + 1}); "
+                        "convert the file to UTF-8 (e.g. with iconv) or leave it out") from None
+    return line[1:] if lineno == 1 and line.startswith("\ufeff") else line  # drop a byte-order mark
+
+
+def iter_documents(files: Iterable[str | Path]) -> Iterator[list[str]]:
+    """Documents as lists of stripped, non-empty lines. Empty documents are skipped."""
+    document: list[str] = []
+    for item in CorpusReader(files):
+        if item is None:
+            yield document
+            document = []
+        else:
+            document.append(item)
+
+
+# --------------------------------------------------------------------------- packing
+
+class ExampleBuilder:
+    """Packs sentences into ``[CLS] A [SEP] B [SEP]`` examples, as Google's ELECTRA ExampleBuilder does.
+
+    Sentences accumulate until they reach the target length (``max_seq_length``, or 5% of the time
+    a random length in [5, max_seq_length]); they then become one example, a single segment 10% of
+    the time and otherwise split between A and B near the middle. Unlike Google's code nothing is
+    ever dropped: tokens beyond ``max_seq_length`` (a long sentence, or the end of the one that
+    crossed the target) are carried into the next example, and a document's end flushes the rest.
+    Token order is preserved exactly (Google's builder can move a short sentence from B back to A).
+    """
+
+    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, rng: random.Random):
+        if max_seq_length < 5:
+            raise ValueError(f"max_seq_length must be at least 5, got {max_seq_length}")
+        self.max_len, self.cls_id, self.sep_id, self.rng = max_seq_length, cls_id, sep_id, rng
+        self._pending: list[list[int]] = []  # sentences (or their unused tails) not yet in an example
+        self._pending_len = 0
+        self._target = max_seq_length
+
+    def add_sentence(self, ids: list[int]) -> list[Example]:
+        """Add one sentence's token ids (no specials); returns the examples it completes (often none)."""
+        if not ids:
+            return []
+        self._pending.append(ids)
+        self._pending_len += len(ids)
+        examples = []
+        while self._pending_len >= self._target:
+            examples.append(self._create_example())
+        return examples
+
+    def end_document(self) -> list[Example]:
+        """Flush what is left of the current document (examples never span documents)."""
+        examples = []
+        while self._pending_len:
+            examples.append(self._create_example())
+        return examples
+
+    def _create_example(self) -> Example:
+        rng = self.rng
+        single = rng.random() < 0.1  # like a classification input: one segment
+        capacity = self.max_len - (2 if single else 3)  # room left by [CLS] A [SEP] (B [SEP])
+        a_target = (self._target - 3) // 2  # A's share of a two-segment example
+        pieces = self._take(capacity)
+        first: list[int] = []
+        second: list[int] = []
+        for piece in pieces:
+            # Google's rule: a sentence goes to A if A is empty, if it keeps A under its target, or
+            # (50%) if it is the one that crosses the target. Once B has begun, everything goes to B.
+            if single or (not second and (not first or len(first) + len(piece) < a_target
+                                          or (len(first) < a_target and rng.random() < 0.5))):
+                first += piece
+            else:
+                second += piece
+        if not single and not second and len(first) > a_target:
+            # A swallowed everything (one long sentence, or the crossing one). Google keeps that as a
+            # single segment, which for paragraph-per-line corpora means almost no B segments; split
+            # at the last sentence boundary instead, or at A's target inside a lone long sentence.
+            cut = len(first) - len(pieces[-1]) if len(pieces) > 1 else a_target
+            first, second = first[:cut], first[cut:]
+        # Small chance of a shorter target for the next example, so the model sees short inputs too.
+        self._target = rng.randint(5, self.max_len) if rng.random() < 0.05 else self.max_len
+        ids = [self.cls_id, *first, self.sep_id]
+        types = [0] * len(ids)
+        if second:
+            ids += second
+            ids.append(self.sep_id)
+            types += [1] * (len(second) + 1)
+        return ids, types
+
+    def _take(self, capacity: int) -> list[list[int]]:
+        """Remove up to ``capacity`` tokens from the front of the pending sentences, splitting the last one."""
+        pending, taken, room, i = self._pending, [], capacity, 0
+        while i < len(pending) and room > 0:
+            sentence = pending[i]
+            if len(sentence) <= room:
+                taken.append(sentence)
+                room -= len(sentence)
+                i += 1
+            else:
+                taken.append(sentence[:room])
+                pending[i] = sentence[room:]  # the overflow opens the next example
+                room = 0
+        del pending[:i]
+        self._pending_len -= capacity - room
+        return taken
+
+
+def pack_examples(documents_token_ids: Iterable[Iterable[list[int]]], max_seq_length: int, cls_id: int,
+                  sep_id: int, rng: random.Random) -> Iterator[Example]:
+    """Pack documents (lists of sentences, each a list of token ids without specials) into examples.
+
+    Yields ``(input_ids, token_type_ids)``: ``[CLS] A [SEP] B [SEP]`` with types 0 on ``[CLS] A [SEP]``
+    and 1 on ``B [SEP]``, or ``[CLS] A [SEP]`` alone. Every token of every sentence appears exactly
+    once, in order; no example is longer than ``max_seq_length``. See ``ExampleBuilder``.
+    """
+    builder = ExampleBuilder(max_seq_length, cls_id, sep_id, rng)
+    for document in documents_token_ids:
+        for sentence in document:
+            yield from builder.add_sentence(sentence)
+        yield from builder.end_document()
+
+
+# --------------------------------------------------------------------------- writing shards
+
+class _ShardWriter:
+    """Fills fixed-size [shard_examples, L] arrays and saves each when full as SPLIT-NNNNN.{ids,types}.npy."""
+
+    def __init__(self, folder: Path, split: str, max_len: int, dtype, pad_id: int, shard_examples: int):
+        self.folder, self.split, self.max_len, self.dtype, self.pad_id = folder, split, max_len, dtype, pad_id
+        self.shard_examples = shard_examples
+        self.ids: np.ndarray | None = None  # allocated on first use: a split may stay empty
+        self.types: np.ndarray | None = None
+        self.rows = 0
+        self.shards: list[dict] = []
+        self.num_examples = 0
+        self.num_tokens = 0
+
+    def add(self, example: Example) -> None:
+        ids, types = example
+        if self.ids is None:
+            self.ids = np.full((self.shard_examples, self.max_len), self.pad_id, dtype=self.dtype)
+            self.types = np.zeros((self.shard_examples, self.max_len), dtype=np.uint8)
+        self.ids[self.rows, :len(ids)] = ids
+        self.types[self.rows, :len(types)] = types
+        self.rows += 1
+        self.num_tokens += len(ids)
+        if self.rows == self.shard_examples:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        name = f"{self.split}-{len(self.shards):05d}"
+        np.save(self.folder / f"{name}.ids.npy", self.ids[:self.rows])
+        np.save(self.folder / f"{name}.types.npy", self.types[:self.rows])
+        self.shards.append({"input_ids": f"{name}.ids.npy", "token_type_ids": f"{name}.types.npy",
+                            "num_examples": self.rows})
+        self.num_examples += self.rows
+        self.rows = 0
+        self.ids.fill(self.pad_id)
+        self.types.fill(0)
+
+    def summary(self) -> dict:
+        return {"num_examples": self.num_examples, "num_tokens": self.num_tokens, "shards": self.shards}
+
+
+# --------------------------------------------------------------------------- building a data folder
+
+def is_held_out(doc_index: int, seed: int, valid_fraction: float) -> bool:
+    """Whether document ``doc_index`` (0-based over the whole corpus) goes to the validation split.
+
+    A hash of (seed, index) picks about ``valid_fraction`` of documents. Document 0 always trains
+    and document 1 is always held out, so both splits are non-empty once there are two documents.
+    """
+    if valid_fraction <= 0 or doc_index == 0:
+        return False
+    if doc_index == 1:
+        return True
+    digest = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < valid_fraction * 2**64
+
+
+def _batches(reader: CorpusReader, max_lines: int = 4096, max_chars: int = 1 << 20) -> Iterator[list[str | None]]:
+    """The reader's stream (sentences and ``None`` document ends) in bounded chunks for batch tokenising."""
+    batch: list[str | None] = []
+    lines = chars = 0
+    for item in reader:
+        batch.append(item)
+        if item is not None:
+            lines += 1
+            chars += len(item)
+        if lines >= max_lines or chars >= max_chars:
+            yield batch
+            batch, lines, chars = [], 0, 0
+    if batch:
+        yield batch
+
+
+def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, max_seq_length: int = 128,
+                  valid_fraction: float = 0.01, seed: int = 12345, shard_examples: int = 65536,
+                  progress: bool = True) -> dict:
+    """Tokenise a corpus, pack it into pre-training examples, and write a data folder; returns its manifest.
+
+    ``inputs``: corpus files or folders. ``tokenizer``: anything ``load_tokenizer`` accepts. About
+    ``valid_fraction`` of whole documents (chosen by a hash of index and seed) are held out.
+    ``out_dir`` must be new or empty; it is built beside itself and renamed into place at the end.
+    A split's ``num_tokens`` counts every non-padding position, [CLS] and [SEP] included.
+    """
+    out_dir = Path(out_dir)
+    refuse_non_empty(out_dir)
+    if max_seq_length < 5:
+        raise UserError(f"max_seq_length {max_seq_length} is too short; give at least 5 (ELECTRA uses 128 or 512)")
+    if not 0 <= valid_fraction < 1:
+        raise UserError(f"valid_fraction {valid_fraction} must be at least 0 and below 1 (e.g. 0.01)")
+    if shard_examples < 1:
+        raise UserError(f"shard_examples {shard_examples} must be positive")
+    tok = load_tokenizer(tokenizer)
+    files = find_corpus_files(inputs)
+    special = special_token_ids(tok)
+    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    dtype = np.uint16 if vocab_size <= 65535 else np.int32
+    reader = CorpusReader(files)
+
+    with atomic_output_dir(out_dir) as tmp:
+        writers = {s: _ShardWriter(tmp, s, max_seq_length, dtype, special["pad"], shard_examples)
+                   for s in ("train", "valid")}
+        # One builder per split, each with its own random stream (a target length must not leak
+        # from a training document into a held-out one).
+        builders = {s: ExampleBuilder(max_seq_length, special["cls"], special["sep"], random.Random(seed * 2 + i))
+                    for i, s in enumerate(("train", "valid"))}
+        with tqdm(total=reader.total_bytes, unit="B", unit_scale=True, desc="tokenizing and packing",
+                  disable=not progress) as bar:
+            doc_index, split = -1, None
+            for batch in _batches(reader):
+                encodings = tok.encode_batch([x for x in batch if x is not None], add_special_tokens=False)
+                next_encoding = iter(encodings).__next__
+                for item in batch:
+                    if item is None:  # end of document
+                        for example in builders[split].end_document():
+                            writers[split].add(example)
+                        split = None
+                        continue
+                    if split is None:  # first sentence of a new document
+                        doc_index += 1
+                        split = "valid" if is_held_out(doc_index, seed, valid_fraction) else "train"
+                    for example in builders[split].add_sentence(next_encoding().ids):
+                        writers[split].add(example)
+                bar.update(reader.bytes_read() - bar.n)
+        if writers["train"].num_tokens == 0 and writers["valid"].num_tokens == 0:
+            raise UserError(f"{' '.join(map(str, files))}: the corpus has no text to tokenize; give files with "
+                            "at least one non-empty line")
+        for writer in writers.values():
+            writer.flush()
+        save_tokenizer(tok, tmp / "tokenizer")
+        manifest = {
+            "format": FORMAT, "version": VERSION, "max_seq_length": max_seq_length, "vocab_size": vocab_size,
+            "special_ids": special, "seed": seed,
+            "splits": {s: w.summary() for s, w in writers.items()},
+            "source": {"files": [str(f) for f in files], "num_documents": reader.num_documents,
+                       "num_lines": reader.num_lines, "num_bytes": reader.total_bytes},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
