@@ -46,12 +46,11 @@ def keyed_uniform(seed: int, salt: int, *keys: torch.Tensor) -> torch.Tensor:
 
     Each key is an int64 tensor of values < 2**32 (pass wider keys through ``fold64``). Keys are mixed
     in one at a time, so put small tensors first and the widest broadcast last: only the last mix runs
-    over the full output.
+    over the full output. The seed is mixed on the host: no host-to-device copy, no synchronisation.
     """
-    h = torch.tensor(_mix32_int(((seed & _MASK32) ^ salt ^ _mix32_int(seed >> 32)) & _MASK32),
-                     dtype=torch.int64, device=keys[0].device)
+    h: torch.Tensor | int = _mix32_int((seed & _MASK32) ^ salt ^ _mix32_int(seed >> 32))
     for k in keys:
-        h = _mix32(h ^ k)
+        h = _mix32(k ^ h)
     # 24 random bits -> (0, 1); the half-step offset keeps log(u) finite.
     return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
 
@@ -64,22 +63,38 @@ def _mix32_int(x: int) -> int:
     return (x >> 16) ^ x
 
 
-def select_positions(candidates: torch.Tensor, mask_prob: float, keys: torch.Tensor, seed: int) -> torch.Tensor:
+def max_selected(seq_len: int, mask_prob: float) -> int:
+    """P, the most positions any row of length ``seq_len`` can have selected: the static width of the
+    generator's LM-head input (Google's ``max_predictions_per_seq``)."""
+    return min(seq_len, max(1, round(seq_len * mask_prob)))
+
+
+def select_positions(candidates: torch.Tensor, mask_prob: float, keys: torch.Tensor,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose round(mask_prob * n) of each row's n candidate positions (at least one), uniformly.
 
     candidates: (B, T) bool, True for real, non-special tokens. keys: (B,) int64 example keys.
-    Returns (B, T) bool. An exact count per row (as Google's code) rather than an independent coin per
-    token keeps short sequences from getting no prediction at all.
+    Returns positions (B, P) int64 and valid (B, P) bool, P = max_selected(T): row b's selected
+    positions are positions[b][valid[b]]; the other slots point at distinct unselected positions.
+    Fixed shapes keep the step free of host synchronisation (no boolean indexing), and an exact count
+    per row (as Google's code) rather than a coin per token gives every short sequence a prediction.
     """
     B, T = candidates.shape
+    P = max_selected(T, mask_prob)
     n = candidates.sum(1)  # (B,)
-    k = torch.clamp((n.to(torch.float32) * mask_prob).round().long(), min=1)
-    k = torch.minimum(k, n)
+    k = torch.minimum(torch.clamp((n.to(torch.float32) * mask_prob).round().long(), min=1), n)
     pos = torch.arange(T, device=candidates.device)
     u = keyed_uniform(seed, _SALT_SELECT, fold64(keys)[:, None], pos[None, :])  # (B, T)
     u = torch.where(candidates, u, torch.full_like(u, 2.0))  # non-candidates sort last
-    rank = u.argsort(dim=1).argsort(dim=1)  # (B, T) rank of each position's draw within its row
-    return rank < k[:, None]
+    positions = u.argsort(dim=1)[:, :P]  # (B, P) candidates in the order of their draws
+    valid = torch.arange(P, device=candidates.device)[None, :] < k[:, None]
+    return positions, valid
+
+
+def selected_mask(positions: torch.Tensor, valid: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """(B, P) positions + validity -> (B, T) bool."""
+    out = torch.zeros(positions.shape[0], seq_len, dtype=torch.bool, device=positions.device)
+    return out.scatter(1, positions, valid)
 
 
 def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: int, mask_token_prob: float,
@@ -97,13 +112,12 @@ def gumbel_sample(logits: torch.Tensor, example_keys: torch.Tensor, positions: t
                   seed: int) -> torch.Tensor:
     """Sample one token per row from softmax(logits) by Gumbel-max, in float32.
 
-    logits: (M, V), any float dtype; example_keys, positions: (M,) int64 — which example and which
-    position in it each row belongs to (the noise depends on nothing else). Returns (M,) int64.
+    logits: (..., V), any float dtype; example_keys, positions: (...) int64 — which example and which
+    position in it each row belongs to (the noise depends on nothing else). Returns (...) int64.
     float32 matters: Gumbel noise in fp16/bf16 overflows to inf and yields NaNs or a biased argmax.
     """
-    V = logits.shape[-1]
-    vocab = torch.arange(V, device=logits.device)
-    u = keyed_uniform(seed, _SALT_GUMBEL, fold64(example_keys)[:, None], positions[:, None], vocab[None, :])  # (M, V)
+    vocab = torch.arange(logits.shape[-1], device=logits.device)
+    u = keyed_uniform(seed, _SALT_GUMBEL, fold64(example_keys)[..., None], positions[..., None], vocab)  # (..., V)
     gumbel = -torch.log(-torch.log(u))
     return (logits.detach().float() + gumbel).argmax(dim=-1)
 
@@ -115,33 +129,47 @@ def replaced_labels(original: torch.Tensor, corrupted: torch.Tensor, attention_m
 
 @dataclass
 class MaskedBatch:
-    """One batch after masking; every tensor is (B, T) except ``keys`` (B,)."""
+    """One batch after masking. (B, T): input_ids, attention_mask, token_type_ids, generator_input_ids;
+    (B, P): positions, valid; (B,): keys. ``has_padding`` is decided on the host, where it is free."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor
-    selected: torch.Tensor
+    positions: torch.Tensor
+    valid: torch.Tensor
     generator_input_ids: torch.Tensor
     keys: torch.Tensor
+    has_padding: bool = True
+
+    _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys")
+
+    @property
+    def selected(self) -> torch.Tensor:
+        """(B, T) bool: the selected positions."""
+        return selected_mask(self.positions, self.valid, self.input_ids.shape[1])
+
+    @property
+    def encoder_mask(self) -> torch.Tensor | None:
+        """What the encoders get: None when nothing is padded, so SDPA may use its fastest kernel."""
+        return self.attention_mask if self.has_padding else None
 
     def split(self, n: int) -> list["MaskedBatch"]:
         """n equal micro-batches (B must be divisible by n)."""
-        fields = [torch.chunk(getattr(self, name), n) for name in self.__dataclass_fields__]
-        return [MaskedBatch(*parts) for parts in zip(*fields)]
-
-    def to(self, device: torch.device) -> "MaskedBatch":
-        return MaskedBatch(*(getattr(self, name).to(device, non_blocking=True) for name in self.__dataclass_fields__))
+        parts = [torch.chunk(getattr(self, name), n) for name in self._TENSORS]
+        return [MaskedBatch(*p, has_padding=self.has_padding) for p in zip(*parts)]
 
 
 def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
-               seed: int) -> MaskedBatch:
+               seed: int, has_padding: bool = True) -> MaskedBatch:
     """Select positions and build the generator's input (dynamic masking: new for every example key)."""
-    special = torch.tensor([special_ids[k] for k in ("pad", "cls", "sep", "mask")], device=input_ids.device)
-    candidates = attention_mask.bool() & ~torch.isin(input_ids, special)
-    selected = select_positions(candidates, mask_prob, keys, seed)
+    candidates = attention_mask.bool()
+    for name in ("pad", "cls", "sep", "mask"):
+        candidates = candidates & (input_ids != special_ids[name])
+    positions, valid = select_positions(candidates, mask_prob, keys, seed)
+    selected = selected_mask(positions, valid, input_ids.shape[1])
     gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed)
-    return MaskedBatch(input_ids, attention_mask, token_type_ids, selected, gen_in, keys)
+    return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding)
 
 
 # Order of the per-batch sums returned by ElectraPretrainer.forward (summed over micro-batches,
@@ -169,43 +197,47 @@ class ElectraPretrainer(nn.Module):
         """Loss of one micro-batch, normalised by the totals of the whole (global) batch.
 
         Normalising by the global counts instead of per micro-batch makes the summed gradient of
-        any micro-batch split (or any number of processes) equal that of the full batch.
+        any micro-batch split (or any number of processes) equal that of the full batch. All shapes
+        are fixed by (B, T, P), so the step never waits on the host.
         Returns (loss, stats) with stats a float32 tensor ordered as STAT_NAMES.
         """
-        # Generator: MLM on the selected positions only; logits (M, V).
-        gen_logits = self.generator(mb.generator_input_ids, mb.attention_mask, mb.token_type_ids,
-                                    positions=mb.selected)
-        targets = mb.input_ids[mb.selected]  # (M,)
-        mlm_losses = F.cross_entropy(gen_logits.float(), targets, reduction="none")  # (M,)
+        B, P = mb.positions.shape
+        mask = mb.encoder_mask
+        # Generator: MLM at the selected positions only; logits (B, P, V).
+        gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
+        targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
+        weight = mb.valid.float()
+        mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
+                                     reduction="none").view(B, P) * weight
 
         # Sample replacements; argmax carries no gradient, so nothing flows back through the sample.
-        example_index, positions = mb.selected.nonzero(as_tuple=True)  # (M,), (M,) in row-major order
         with torch.no_grad():
-            sampled = gumbel_sample(gen_logits, mb.keys[example_index], positions, seed)
-            disc_input = mb.input_ids.clone()
-            disc_input[mb.selected] = sampled
+            sampled = gumbel_sample(gen_logits, mb.keys[:, None].expand(B, P), mb.positions, seed)  # (B, P)
+            sampled = torch.where(mb.valid, sampled, targets)  # unused slots keep their token
+            disc_input = mb.input_ids.scatter(1, mb.positions, sampled)  # (B, T)
             labels = replaced_labels(mb.input_ids, disc_input, mb.attention_mask)  # (B, T)
 
         # Discriminator: BCE over every non-padding token.
-        disc_logits = self.discriminator(disc_input, mb.attention_mask, mb.token_type_ids).float()  # (B, T)
-        real = mb.attention_mask.bool()
-        disc_losses = F.binary_cross_entropy_with_logits(disc_logits[real], labels[real], reduction="none")
+        disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids).float()  # (B, T)
+        real = mb.attention_mask.float()
+        disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * real
 
         loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_tokens_total
 
         with torch.no_grad():
-            predicted = (disc_logits > 0)[real]
-            truth = labels[real].bool()
+            real_b = real.bool()
+            predicted = (disc_logits > 0) & real_b
+            truth = labels.bool()
             stats = torch.stack([
                 mlm_losses.sum(),
-                (gen_logits.argmax(-1) == targets).sum().float(),
-                torch.tensor(float(targets.numel()), device=loss.device),
+                ((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
+                weight.sum(),
                 disc_losses.sum(),
-                (predicted == truth).sum().float(),
-                real.sum().float(),
-                (predicted & truth).sum().float(),
-                predicted.sum().float(),
-                truth.sum().float(),
+                ((predicted == truth) & real_b).sum(),
+                real.sum(),
+                (predicted & truth).sum(),
+                predicted.sum(),
+                truth.sum(),
             ]).float()
         return loss, stats
 

@@ -25,7 +25,7 @@ from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.errors import UserError
 from electra.model import count_parameters
-from electra.objectives import STAT_NAMES, ElectraPretrainer, mask_batch, summarise_stats
+from electra.objectives import STAT_NAMES, ElectraPretrainer, MaskedBatch, mask_batch, summarise_stats
 
 
 # --------------------------------------------------------------------------- pieces
@@ -97,6 +97,15 @@ class MetricsLog:
         self.f.close()
 
 
+def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
+                     device: torch.device) -> MaskedBatch:
+    """Move a loader batch to the device and mask it there; whether it has padding is read on the host."""
+    has_padding = not bool(batch["attention_mask"].all())  # CPU tensor: free
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
+                      t.mask_prob, t.mask_token_prob, t.seed, has_padding=has_padding)
+
+
 # --------------------------------------------------------------------------- set-up
 
 def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
@@ -148,11 +157,9 @@ def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfi
     t = cfg.train
     total = torch.zeros(len(STAT_NAMES), device=device)
     for batch in eval_batches(data, t.eval_examples, t.micro_batch_size or t.batch_size):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        mb = mask_batch(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["keys"],
-                        data.special_ids, t.mask_prob, t.mask_token_prob, t.seed)
+        mb = masked_on_device(batch, data.special_ids, t, device)
         with autocast():
-            _, stats = model(mb, t.seed, t.disc_weight, mb.selected.sum(), mb.attention_mask.sum())
+            _, stats = model(mb, t.seed, t.disc_weight, mb.valid.sum(), mb.attention_mask.sum())
         total += stats
     model.train()
     return {f"eval_{k}": v for k, v in summarise_stats(total).items()}
@@ -206,11 +213,9 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
-            mb = mask_batch(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["keys"],
-                            data.special_ids, t.mask_prob, t.mask_token_prob, t.seed)
+            mb = masked_on_device(next(stream), data.special_ids, t, device)
             # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward).
-            num_selected, num_tokens = mb.selected.sum(), mb.attention_mask.sum()
+            num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
             for micro in mb.split(t.accumulation_steps):
                 with autocast():
                     loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)

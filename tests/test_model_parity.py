@@ -56,13 +56,12 @@ def test_generator_positions_give_the_same_logits_as_the_full_head():
     torch.manual_seed(2)
     gen = ElectraForMaskedLM(CFG).eval()
     ids, attn, types = _inputs()
-    positions = torch.zeros_like(ids, dtype=torch.bool)
-    positions[0, 3] = positions[2, 5] = positions[2, 9] = True
+    positions = torch.tensor([[3, 0], [1, 2], [5, 9]])  # (B, P)
     with torch.no_grad():
         full = gen(ids, attn, types)  # (B, T, V)
-        sparse = gen(ids, attn, types, positions=positions)  # (3, V)
-    assert sparse.shape == (3, CFG.vocab_size)
-    torch.testing.assert_close(sparse, full[positions], rtol=1e-5, atol=1e-5)
+        sparse = gen(ids, attn, types, positions=positions)  # (B, P, V)
+    assert sparse.shape == (3, 2, CFG.vocab_size)
+    torch.testing.assert_close(sparse, full[torch.arange(3)[:, None], positions], rtol=1e-5, atol=1e-5)
 
 
 def test_lm_head_is_tied_to_word_embeddings():

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from electra.config import ModelConfig, TrainConfig
-from electra.objectives import (ElectraPretrainer, generator_inputs, gumbel_sample, keyed_uniform, mask_batch,
-                                replaced_labels, select_positions)
+from electra.objectives import (ElectraPretrainer, gumbel_sample, keyed_uniform, mask_batch, replaced_labels,
+                                select_positions, selected_mask)
 from electra.pretrain import learning_rate, parameter_groups
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
@@ -46,13 +46,16 @@ def test_keyed_uniform_is_uniform_deterministic_and_key_dependent():
 def test_selection_counts_candidates_and_uniformity():
     ids, attn, _, keys = _batch(B=64, T=50)
     candidates = attn.bool() & ~torch.isin(ids, torch.tensor([0, 2, 3, 4]))
-    sel = select_positions(candidates, 0.15, keys, seed=1)
+    positions, valid = select_positions(candidates, 0.15, keys, seed=1)
+    assert positions.shape == valid.shape == (64, round(50 * 0.15))  # static width P
+    sel = selected_mask(positions, valid, 50)
     assert not (sel & ~candidates).any()  # never specials or padding
+    assert all(len(set(row.tolist())) == len(row) for row in positions)  # distinct slots, safe to scatter
     n = candidates.sum(1).float()
     assert torch.equal(sel.sum(1), torch.clamp((n * 0.15).round().long(), min=1))
     # Over many keys every candidate position is chosen at the same rate.
     full = torch.ones(20_000, 20, dtype=torch.bool)
-    rate = select_positions(full, 0.15, torch.arange(20_000), seed=3).float().mean(0)
+    rate = selected_mask(*select_positions(full, 0.15, torch.arange(20_000), seed=3), 20).float().mean(0)
     assert (rate - 3 / 20).abs().max() < 0.01
 
 
@@ -79,6 +82,7 @@ def test_gumbel_sampling_matches_softmax_in_float32():
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, -30.0])
     M = 100_000
     draws = gumbel_sample(logits.expand(M, -1).to(torch.bfloat16), torch.arange(M), torch.zeros(M, dtype=torch.long), 0)
+    assert draws.shape == (M,)
     freq = torch.bincount(draws, minlength=5).float() / M
     expected = torch.softmax(logits.to(torch.bfloat16).float(), -1)
     assert (freq - expected).abs().max() < 0.006
@@ -106,11 +110,17 @@ def _model(seed=0):
 def test_lm_head_sees_only_selected_positions():
     model = _model()
     seen = []
-    model.generator.generator_lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
-    ids, attn, types, keys = _batch()
+    model.generator.generator_lm_head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    ids, attn, types, keys = _batch(B=8, T=40)
     mb = mask_batch(ids, attn, types, keys, SPECIAL, 0.15, 0.85, seed=0)
-    model(mb, 0, 50.0, mb.selected.sum(), attn.sum())
-    assert seen == [torch.Size([int(mb.selected.sum()), DISC.embedding_size])]
+    model(mb, 0, 50.0, mb.valid.sum(), attn.sum())
+    # The V-way head runs on P = round(0.15 * T) slots per row, not on all T positions ...
+    assert seen[0].shape == (8, 6, DISC.embedding_size)
+    # ... and those slots are the hidden states at exactly the selected positions.
+    gen = model.generator
+    full = gen.generator_predictions(gen.electra(mb.generator_input_ids, attn, types))  # (B, T, E)
+    rows = torch.arange(8)[:, None].expand_as(mb.positions)
+    torch.testing.assert_close(seen[0][mb.valid], full[rows[mb.valid], mb.positions[mb.valid]])
 
 
 def test_embeddings_are_shared_and_the_rest_is_not():
@@ -124,7 +134,7 @@ def test_embeddings_are_shared_and_the_rest_is_not():
 
 def _grads(model, mb, disc_weight, micro=1):
     model.zero_grad()
-    n_sel, n_tok = mb.selected.sum(), mb.attention_mask.sum()
+    n_sel, n_tok = mb.valid.sum(), mb.attention_mask.sum()
     for part in mb.split(micro):
         loss, _ = model(part, 0, disc_weight, n_sel, n_tok)
         loss.backward()
