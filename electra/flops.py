@@ -1,0 +1,130 @@
+"""Analytic FLOPs of an ELECTRA pre-training step, for throughput and MFU reporting.
+
+Conventions (the usual ones, as in the PaLM/Chinchilla appendices):
+
+- Only matrix multiplications are counted; a product of an (m, k) and a (k, n) matrix
+  costs ``2·m·n·k`` FLOPs (one multiply and one add per term).
+- Elementwise work is ignored: biases, GELU, LayerNorm, softmax, dropout, residual
+  adds, the embedding look-ups (gathers), the Gumbel noise and the losses. For
+  ELECTRA-Small these are a few percent of the total.
+- Training = 3 × forward: the backward pass of a matmul is two matmuls of the same
+  size (gradient w.r.t. the input and w.r.t. the weight). Activation recomputation
+  (e.g. flash attention's backward) is not counted: these are *model* FLOPs.
+- Attention is counted over the full ``T × T`` score matrix, padding or not.
+
+Shapes: B batch, T sequence length, N = B·T tokens, E embedding size, H hidden size,
+I intermediate (FFN) size, L layers, V vocabulary, M positions where the generator's
+LM head runs.
+
+Per encoder (``encoder_forward_flops``), forward::
+
+    embeddings_project   2·N·E·H                  (only when E != H)
+    per layer:
+      qkv                3 · 2·N·H·H               query, key, value projections
+      attention_scores   2·N·T·H                   Q·Kᵀ: B·nh matmuls of (T, hs) x (hs, T)
+      attention_values   2·N·T·H                   softmax(QKᵀ)·V: B·nh of (T, T) x (T, hs)
+      attention_output   2·N·H·H                   output projection
+      ffn                2·N·H·I + 2·N·I·H         intermediate and output dense
+    total = [2·N·E·H] + L·(8·N·H² + 4·N·T·H + 4·N·H·I)
+
+Heads, forward::
+
+    discriminator head   2·N·H·H + 2·N·H           dense H->H, then dense_prediction H->1
+    generator head       2·M·Hg·E + 2·M·E·V        dense Hg->E, then the tied V-way output layer
+
+Our step (``pretrain_flops_per_step``) runs the generator head at the M selected
+positions only (M ≈ mask_prob·N); a transformers-style step
+(``hf_pretrain_flops_per_step``) runs it at every position (M = N), which for
+ELECTRA-Small is about a quarter of the whole step.
+"""
+
+from __future__ import annotations
+
+from electra.config import ModelConfig, PretrainConfig
+
+
+def encoder_forward_flops(model_cfg: ModelConfig, batch: int, seq: int) -> dict[str, int]:
+    """Forward matmul FLOPs of one encoder (embeddings projection + L layers) on a (batch, seq) input.
+
+    Returns the parts and their ``total``::
+
+        total = [2·N·E·H if E != H] + L · (6·N·H² + 2·N·T·H + 2·N·T·H + 2·N·H² + 4·N·H·I)
+        N = batch · seq
+    """
+    N, T = batch * seq, seq
+    m = model_cfg
+    E, H, I, L = m.embedding_size, m.hidden_size, m.intermediate_size, m.num_hidden_layers
+    parts = {
+        "embeddings_project": 2 * N * E * H if E != H else 0,
+        "qkv": L * 3 * 2 * N * H * H,
+        "attention_scores": L * 2 * N * T * H,   # sum over heads of 2·T·T·hs per sequence = 2·T·T·H
+        "attention_values": L * 2 * N * T * H,
+        "attention_output": L * 2 * N * H * H,
+        "ffn": L * (2 * N * H * I + 2 * N * I * H),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def discriminator_head_flops(model_cfg: ModelConfig, tokens: int) -> int:
+    """dense (H -> H) then dense_prediction (H -> 1) at every token: 2·N·H² + 2·N·H."""
+    H = model_cfg.hidden_size
+    return 2 * tokens * H * H + 2 * tokens * H
+
+
+def generator_head_flops(gen_cfg: ModelConfig, positions: int) -> int:
+    """dense (Hg -> E) then the tied output layer (E -> V) at ``positions`` rows: 2·M·Hg·E + 2·M·E·V."""
+    E, H, V = gen_cfg.embedding_size, gen_cfg.hidden_size, gen_cfg.vocab_size
+    return 2 * positions * H * E + 2 * positions * E * V
+
+
+def _step_flops(cfg: PretrainConfig, batch_size: int, seq_len: int, lm_head_rows: int) -> dict:
+    gen_cfg = cfg.generator_model_config()
+    N = batch_size * seq_len
+    gen_enc = encoder_forward_flops(gen_cfg, batch_size, seq_len)["total"]
+    gen_head = generator_head_flops(gen_cfg, lm_head_rows)
+    disc_enc = encoder_forward_flops(cfg.model, batch_size, seq_len)["total"]
+    disc_head = discriminator_head_flops(cfg.model, N)
+    forward = gen_enc + gen_head + disc_enc + disc_head
+    return {
+        "generator_encoder": gen_enc,
+        "generator_head": gen_head,
+        "discriminator_encoder": disc_enc,
+        "discriminator_head": disc_head,
+        "generator_forward": gen_enc + gen_head,
+        "discriminator_forward": disc_enc + disc_head,
+        "forward": forward,
+        "train": 3 * forward,
+        "tokens": N,
+        "lm_head_rows": lm_head_rows,
+        "train_per_token": 3 * forward / N,
+    }
+
+
+def pretrain_flops_per_step(cfg: PretrainConfig, batch_size: int, seq_len: int,
+                            num_selected: int | None = None) -> dict:
+    """FLOPs of one optimiser step of *our* ELECTRA step (LM head at the selected positions only).
+
+    ``num_selected`` (M) defaults to ``round(mask_prob · batch_size · seq_len)``; our step actually
+    runs the head on ``batch_size · max_selected(seq_len)`` slots, pass that for the work done::
+
+        forward = enc(gen) + 2·M·Hg·E + 2·M·E·V + enc(disc) + 2·N·H² + 2·N·H
+        train   = 3 · forward
+
+    Returns a dict of ints (``generator_encoder``, ``generator_head``, ``discriminator_encoder``,
+    ``discriminator_head``, ``generator_forward``, ``discriminator_forward``, ``forward``, ``train``,
+    ``tokens``, ``lm_head_rows``) and the float ``train_per_token``. Matmuls only; elementwise ops ignored.
+    """
+    if num_selected is None:
+        num_selected = round(cfg.train.mask_prob * batch_size * seq_len)
+    return _step_flops(cfg, batch_size, seq_len, num_selected)
+
+
+def hf_pretrain_flops_per_step(cfg: PretrainConfig, batch_size: int, seq_len: int) -> dict:
+    """FLOPs of one step assembled from transformers' classes, whose generator computes V-way logits at
+    every position (M = N = batch_size · seq_len); same keys as ``pretrain_flops_per_step``::
+
+        forward = enc(gen) + 2·N·Hg·E + 2·N·E·V + enc(disc) + 2·N·H² + 2·N·H
+        train   = 3 · forward
+    """
+    return _step_flops(cfg, batch_size, seq_len, batch_size * seq_len)
