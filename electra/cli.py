@@ -21,7 +21,7 @@ def cmd_tokenizer_train(args) -> None:
     from electra.data.tokenizer import train_tokenizer
 
     tok = train_tokenizer(args.input, args.vocab_size, args.out, lowercase=not args.cased,
-                          min_frequency=args.min_frequency)
+                          min_frequency=args.min_frequency, progress=not args.quiet)
     print(f"tokenizer with {tok.get_vocab_size()} entries written to {args.out}")
 
 

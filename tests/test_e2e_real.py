@@ -82,3 +82,17 @@ def test_export_loads_in_transformers_with_same_logits_and_tokenizer(run300):
             a = ours(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
             b = hf(**enc).logits
         assert (a - b).abs().max().item() <= 1e-4, kind
+
+
+def test_demo_runs_the_whole_pipeline_on_a_given_corpus(tmp_path):
+    out = tmp_path / "demo"
+    stdout = electra("demo", "--corpus", SHARED / "corpus" / "moby_dick.txt.gz", "--max-steps", 8, "--out", out)
+    assert "discriminator" in stdout and (out / "pretrain" / "hf" / "discriminator" / "model.safetensors").is_file()
+    assert (out / "pretrain" / "curves.png").is_file()
+    electra("demo", "--corpus", SHARED / "corpus" / "moby_dick.txt.gz", "--max-steps", 4, "--out", out)  # reruns
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("do not delete")
+    proc = subprocess.run([sys.executable, "-m", "electra", "demo", "--corpus", str(SHARED / "corpus"), "--out",
+                           str(tmp_path / "mine"), "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not an earlier demo" in proc.stderr
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "do not delete"
