@@ -242,13 +242,20 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
 
 def apply_overrides(cfg: PretrainConfig, pairs: list[str]) -> PretrainConfig:
     """Apply ``section.field=value`` (or unique ``field=value``) strings in order."""
-    sections = {"model": cfg.model, "generator": cfg.generator, "train": cfg.train}
+    set_fields({"model": cfg.model, "generator": cfg.generator, "train": cfg.train}, pairs)
+    cfg.validate()
+    return cfg
+
+
+def set_fields(sections: dict[str, Any], pairs: list[str]) -> None:
+    """``--set`` for any dataclasses: ``section.field=value``, or ``field=value`` when the name is unique."""
     all_keys = [f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)]
+    example = all_keys[0].split(".", 1)[1] if all_keys else "key"
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set train.learning_rate=1e-3")
+            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set {example}=...")
         matches = [k for k in all_keys if k == key or k.split(".", 1)[1] == key]
         if len(matches) != 1:
             why = "is ambiguous" if matches else "is not a known key"
@@ -256,8 +263,6 @@ def apply_overrides(cfg: PretrainConfig, pairs: list[str]) -> PretrainConfig:
         section, name = matches[0].split(".", 1)
         obj = sections[section]
         setattr(obj, name, _parse_value(raw.strip(), getattr(obj, name), matches[0]))
-    cfg.validate()
-    return cfg
 
 
 def dumps(cfg: PretrainConfig) -> str:

@@ -240,5 +240,66 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
         return self.generator_lm_head(self.generator_predictions(h))
 
 
+class ElectraClassificationHead(nn.Module):
+    """Sentence(-pair) head on the [CLS] token, as transformers': dropout, dense, GELU, dropout, projection."""
+
+    def __init__(self, config: ModelConfig, num_labels: int):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.out_proj = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(h[:, 0])  # (B, T, H) -> (B, H): the [CLS] position
+        x = self.dropout(F.gelu(self.dense(x)))
+        return self.out_proj(x)  # (B, num_labels)
+
+
+class ElectraForSequenceClassification(ElectraPreTrainedModel):
+    """Classification (num_labels >= 2) or regression (num_labels == 1) of a text or a text pair."""
+
+    def __init__(self, config: ModelConfig, num_labels: int):
+        super().__init__(config)
+        self.num_labels = num_labels
+        self.electra = ElectraModel(config)
+        self.classifier = ElectraClassificationHead(config, num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return self.classifier(self.electra(input_ids, attention_mask, token_type_ids))  # (B, num_labels)
+
+
+class ElectraForTokenClassification(ElectraPreTrainedModel):
+    """One label per token (tagging); the fine-tuning code reads the first piece of each word."""
+
+    def __init__(self, config: ModelConfig, num_labels: int):
+        super().__init__(config)
+        self.num_labels = num_labels
+        self.electra = ElectraModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        h = self.electra(input_ids, attention_mask, token_type_ids)
+        return self.classifier(self.dropout(h))  # (B, T, num_labels)
+
+
+class ElectraForQuestionAnswering(ElectraPreTrainedModel):
+    """Extractive QA: a start and an end logit per token."""
+
+    def __init__(self, config: ModelConfig, num_labels: int = 2):
+        super().__init__(config)
+        self.num_labels = 2
+        self.electra = ElectraModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.qa_outputs(self.electra(input_ids, attention_mask, token_type_ids))  # (B, T, 2)
+        start, end = logits.unbind(-1)
+        return start, end  # (B, T) each
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

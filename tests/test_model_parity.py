@@ -67,3 +67,36 @@ def test_generator_positions_give_the_same_logits_as_the_full_head():
 def test_lm_head_is_tied_to_word_embeddings():
     gen = ElectraForMaskedLM(CFG)
     assert gen.generator_lm_head.weight is gen.electra.embeddings.word_embeddings.weight
+
+
+@pytest.mark.parametrize("head,hf_name,num_labels", [
+    ("ElectraForSequenceClassification", "ElectraForSequenceClassification", 3),
+    ("ElectraForSequenceClassification", "ElectraForSequenceClassification", 1),  # regression
+    ("ElectraForTokenClassification", "ElectraForTokenClassification", 5),
+    ("ElectraForQuestionAnswering", "ElectraForQuestionAnswering", 2),
+])
+def test_task_heads_same_names_and_logits_as_transformers(head, hf_name, num_labels):
+    import electra.model as m
+
+    torch.manual_seed(2)
+    ours = getattr(m, head)(CFG, num_labels).eval()
+    hf_cfg = transformers.ElectraConfig(**dataclasses.asdict(CFG), num_labels=num_labels)
+    hf = getattr(transformers, hf_name)(hf_cfg).eval()
+    assert set(ours.state_dict()) == set(hf.state_dict())
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.3)
+    hf.load_state_dict(ours.state_dict())
+    ids, attn, types = _inputs()
+    with torch.no_grad():
+        a = ours(ids, attn, types)
+        out = hf(input_ids=ids, attention_mask=attn, token_type_ids=types)
+    if hf_name == "ElectraForQuestionAnswering":
+        pairs = [(a[0], out.start_logits), (a[1], out.end_logits)]
+    else:
+        pairs = [(a, out.logits)]
+    real = attn.bool()
+    for x, y in pairs:
+        if x.dim() >= 2 and x.shape[1] == real.shape[1]:  # per-token outputs: padding positions are undefined
+            x, y = x[real], y[real]
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)

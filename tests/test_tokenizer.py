@@ -32,8 +32,15 @@ def sample_lines() -> list[str]:
     if MOBY.is_file():
         with gzip.open(MOBY, "rt", encoding="utf-8") as f:
             return [line.strip() for line in itertools.islice(f, 3000)]
-    words = "the whale ship sea captain ahab white water boat harpoon deck night voyage ocean".split()
-    return [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) + "." for i in range(2000)]
+    # enough distinct words (syllable combinations) that a 1000-entry vocabulary fills up
+    syllables = "ka lo mi tu re sa vo ne pi da gu fe".split()
+    words = [a + b + c for a in syllables for b in syllables for c in syllables]
+    common = "the whale ship sea captain ahab white water boat harpoon deck night voyage ocean".split()
+    lines = []
+    for i in range(2000):
+        line = [words[(i * 37 + j * 11) % len(words)] if j % 2 else common[(i + j) % len(common)] for j in range(12)]
+        lines.append(" ".join(line).capitalize() + (" The Whale." if i % 3 else "."))
+    return lines
 
 
 @pytest.fixture(scope="module")
