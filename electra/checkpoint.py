@@ -286,3 +286,39 @@ def load_pretrainer_from_hf(model: torch.nn.Module, folder: Path) -> None:
         own = {k: v for k, v in gen_state.items() if not k.startswith("electra.embeddings.") and k != "generator_lm_head.weight"}
         missing, unexpected = model.generator.load_state_dict(own, strict=False)
         assert not unexpected and all(k.startswith("electra.embeddings.") or k == "generator_lm_head.weight" for k in missing)
+
+
+# --------------------------------------------------------------------------- fine-tuning sources
+
+def load_encoder_source(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Path]:
+    """The discriminator of MODEL for fine-tuning: (config, ``electra.*`` encoder weights, tokenizer folder).
+
+    MODEL is a pre-training run (its newest checkpoint), the ``--out`` of ``electra export``, or any local
+    transformers ELECTRA folder (ElectraForPreTraining, ElectraModel or a fine-tuned ELECTRA: only the
+    encoder is kept; a task head starts fresh).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such folder; give a pre-training run, an export or a transformers ELECTRA folder")
+    if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
+        cfg = load_run_config(path)
+        ckpt = latest_checkpoint(path)
+        try:
+            state = load_file(str(ckpt / "model.safetensors"))
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{ckpt}: unreadable weights ({e})") from None
+        encoder = {k.removeprefix("discriminator."): v for k, v in state.items()
+                   if k.startswith("discriminator.electra.")}
+        return cfg.model, encoder, path / "tokenizer"
+    folder, _ = hf_pair_folders(path)
+    cfg, state, _ = load_hf_state(folder)
+    encoder = {}
+    for k, v in state.items():
+        k = k.removeprefix("discriminator.")
+        if k.startswith("electra."):
+            encoder[k] = v
+        elif k.startswith(("embeddings.", "encoder.", "embeddings_project.")):  # a bare ElectraModel
+            encoder["electra." + k] = v
+    if not encoder:
+        raise UserError(f"{folder}: no ELECTRA encoder weights (no 'electra.*' tensors)")
+    return cfg, encoder, folder

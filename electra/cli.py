@@ -85,6 +85,63 @@ def cmd_demo(args) -> None:
              progress=not args.quiet)
 
 
+def _reader_options(args) -> dict:
+    """Reader options given on the command line (None = not given: the reader detects the layout)."""
+    if args.task == "tagging":
+        return {"token_column": args.token_column, "tag_column": args.tag_column}
+    if args.task == "classification":
+        def column(value):  # a name, or a 0-based index
+            return int(value) if value is not None and value.isdigit() else value
+
+        return {"text_column": column(args.text_column), "text_pair_column": column(args.text_pair_column),
+                "label_column": column(args.label_column), "glue_task": args.glue_task}
+    return {}
+
+
+def cmd_finetune(args) -> None:
+    """Fine-tune MODEL on a classification, tagging or extractive-QA task; keep the best dev checkpoint.
+
+    MODEL: a pre-training run, an `electra export` folder or any local transformers ELECTRA folder.
+    --train/--dev: classification: GLUE TSV (layout detected from the header, or --glue-task), CSV or JSONL
+    (--text-column/--text-pair-column/--label-column); tagging: CoNLL (--token-column/--tag-column);
+    qa: SQuAD v1.1/v2.0 JSON. --seeds K runs K seeds and reports median, mean and std of the dev metric.
+    --set key=value changes the recipe (learning_rate, layerwise_lr_decay, lr_decay_style, epochs,
+    batch_size, warmup_fraction, max_seq_length, eval_every, init=scratch for a from-scratch baseline, ...).
+    """
+    from electra.finetune import finetune
+
+    finetune(Path(args.model), args.task, Path(args.train), Path(args.dev), Path(args.out), seeds=args.seeds,
+             overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet)
+
+
+def cmd_evaluate(args) -> None:
+    """Metrics of a fine-tuned model (`electra finetune --out`) on a labelled file; printed and saved as JSON."""
+    from electra.finetune import evaluate_cli
+
+    evaluate_cli(Path(args.model), Path(args.data), Path(args.out) if args.out else None)
+
+
+def cmd_predict(args) -> None:
+    """Predict with a fine-tuned model: JSONL with labels and probabilities, tags per word, or answers.
+
+    --input: the task's file format (labels ignored), or for classification and tagging a .txt file with one
+    text per line (tagging: words split on whitespace) or a .jsonl with a `text` field.
+    """
+    from electra.finetune import predict_cli
+
+    predict_cli(Path(args.model), Path(args.input), Path(args.out), progress=not args.quiet)
+
+
+def cmd_inspect(args) -> None:
+    """Show, token by token, how likely a discriminator thinks each token was replaced.
+
+    MODEL: a pre-training run, an export or a transformers ElectraForPreTraining folder.
+    """
+    from electra.inspect_tokens import inspect_text
+
+    inspect_text(Path(args.model), args.text, color=None if args.color == "auto" else args.color == "always")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (plus a pointer to --help), like every other error."""
 
@@ -141,6 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb(verbs, "plot", cmd_plot)
     sp.add_argument("run")
     sp.add_argument("--out", default=None, help="default: RUN/curves.png")
+
+    sp = verb(verbs, "finetune", cmd_finetune)
+    sp.add_argument("--model", required=True, metavar="MODEL")
+    sp.add_argument("--task", required=True, choices=["classification", "tagging", "qa"])
+    sp.add_argument("--train", required=True, metavar="FILE")
+    sp.add_argument("--dev", required=True, metavar="FILE")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--seeds", type=int, default=1, help="fine-tune this many seeds (seed, seed+1, ...)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--glue-task", default=None, help="GLUE layout when the header does not say (e.g. cola)")
+    sp.add_argument("--text-column", default=None, help="column name or 0-based index")
+    sp.add_argument("--text-pair-column", default=None)
+    sp.add_argument("--label-column", default=None)
+    sp.add_argument("--token-column", type=int, default=0, help="tagging: 0-based column of the tokens")
+    sp.add_argument("--tag-column", type=int, default=-1, help="tagging: 0-based column of the tags (-1: last)")
+
+    sp = verb(verbs, "evaluate", cmd_evaluate)
+    sp.add_argument("--model", required=True, help="the --out folder of `electra finetune`")
+    sp.add_argument("--data", required=True, metavar="FILE")
+    sp.add_argument("--out", default=None, help="metrics JSON (default: MODEL/eval-<data name>.json)")
+
+    sp = verb(verbs, "predict", cmd_predict)
+    sp.add_argument("--model", required=True, help="the --out folder of `electra finetune`")
+    sp.add_argument("--input", required=True, metavar="FILE")
+    sp.add_argument("--out", required=True, metavar="PREDS.jsonl")
+
+    sp = verb(verbs, "inspect", cmd_inspect)
+    sp.add_argument("--model", required=True, metavar="MODEL")
+    sp.add_argument("text", help="the text to score")
+    sp.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
     sp = verb(verbs, "demo", cmd_demo)
     sp.add_argument("--out", default="runs/demo")

@@ -1,0 +1,446 @@
+"""Fine-tuning: set-up -> loop -> evaluate -> keep the best. Read it top to bottom.
+
+The paper's recipe (DESIGN.md §3): AdamW, a learning rate set by model size, layer-wise learning-rate
+decay, 10% warm-up then linear decay, no weight decay, batch 32, 3 epochs. Batches are built from
+examples of similar length (length bucketing) and padded only to their longest member. The model is
+evaluated on dev every ``eval_every`` steps; the best evaluation's weights are what gets saved.
+
+A fine-tuning folder::
+
+    runs/t/finetune.json     the config, the task (labels, reader options), where the model came from
+    runs/t/results.json      per-seed best dev metrics; median, mean and std over seeds
+    runs/t/seed-N/           metrics.jsonl and best/ (a transformers folder + task.json) for seed N
+    runs/t/model/            the best seed's best/ : what `evaluate` and `predict` use
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from electra.checkpoint import AtomicDir, load_encoder_source, write_json
+from electra.config import ModelConfig, set_fields
+from electra.data.tokenizer import load_tokenizer, special_token_ids
+from electra.errors import UserError
+from electra.pretrain import autocast_for, resolve_device
+from electra.tasks import Task, collate, make_task
+
+TASK_FILE = "task.json"
+
+
+@dataclass
+class FinetuneConfig:
+    """The fine-tuning recipe; 0 in a field marked "auto" means the paper's value for the model's size."""
+
+    learning_rate: float = 0.0        # auto: 3e-4 (hidden <= 256, Small), 1e-4 (<= 768, Base), 5e-5 (Large)
+    layerwise_lr_decay: float = 0.0   # auto: 0.8 (0.9 for >= 24 layers); 1.0 turns it off
+    lr_decay_style: str = "correct"   # correct: top layer at lr*d | google: top layer at lr*d^2 (their off-by-one)
+    epochs: float = 3.0
+    batch_size: int = 32
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.0
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    max_seq_length: int = 0           # auto: 128 (classification, tagging), 384 (qa)
+    doc_stride: int = 128             # qa: overlap between windows of a long context
+    max_query_length: int = 64        # qa: longer questions are cut
+    n_best_size: int = 20             # qa: candidate spans kept per question
+    max_answer_length: int = 30       # qa: in tokens
+    null_score_diff_threshold: float = 0.0  # qa v2.0: predict "no answer" when null score - best span > this
+    eval_every: int = 0               # steps between dev evaluations; 0 = twice per epoch
+    seed: int = 1                     # seeds are seed, seed+1, ... with --seeds K
+    init: str = "pretrained"          # pretrained | scratch (same architecture and tokenizer, random weights)
+    device: str = "auto"
+    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+
+    def resolve(self, model: ModelConfig, task: str) -> "FinetuneConfig":
+        c = dataclasses.replace(self)
+        if not c.learning_rate:
+            c.learning_rate = 3e-4 if model.hidden_size <= 256 else 1e-4 if model.hidden_size <= 768 else 5e-5
+        if not c.layerwise_lr_decay:
+            c.layerwise_lr_decay = 0.9 if model.num_hidden_layers >= 24 else 0.8
+        if not c.max_seq_length:
+            c.max_seq_length = 384 if task == "qa" else 128
+        c.max_seq_length = min(c.max_seq_length, model.max_position_embeddings)
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        if self.lr_decay_style not in ("correct", "google"):
+            raise UserError(f"lr_decay_style {self.lr_decay_style!r} is not one of correct, google")
+        if self.init not in ("pretrained", "scratch"):
+            raise UserError(f"init {self.init!r} is not one of pretrained, scratch")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"precision {self.precision!r} is not one of auto, fp32, bf16")
+        if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate < 0 or not 0 <= self.warmup_fraction < 1:
+            raise UserError("epochs and batch_size must be positive, learning_rate >= 0, warmup_fraction in [0, 1)")
+        if not 0 < self.layerwise_lr_decay <= 1 and self.layerwise_lr_decay != 0:
+            raise UserError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if self.max_seq_length < 0 or self.doc_stride <= 0 or self.max_answer_length <= 0 or self.n_best_size <= 0:
+            raise UserError("max_seq_length must be >= 0; doc_stride, max_answer_length and n_best_size positive")
+
+
+# --------------------------------------------------------------------------- the recipe's pieces
+
+def layer_depths(model: torch.nn.Module) -> dict[str, int]:
+    """Depth of every parameter: embeddings 0, encoder layer i -> i + 1, the task head L + 1."""
+    L = model.config.num_hidden_layers
+    depths = {}
+    for name, _ in model.named_parameters():
+        if name.startswith("electra.embeddings"):
+            depths[name] = 0  # embeddings and embeddings_project
+        elif name.startswith("electra.encoder.layer."):
+            depths[name] = int(name.split(".")[3]) + 1
+        else:
+            depths[name] = L + 1
+    return depths
+
+
+def layerwise_lr_scales(model: torch.nn.Module, decay: float, style: str = "correct") -> dict[str, float]:
+    """Learning-rate multiplier of each parameter under layer-wise decay ``decay`` (d), L layers.
+
+    correct: head 1, layer i (0-based) d^(L-i) (the top layer d), embeddings d^(L+1).
+    google:  head 1, layer i d^(L+1-i) (the top layer d^2), embeddings d^(L+2): Google's ELECTRA code
+             counts the head as depth L+2 and so skips one power; keep it only to reproduce their numbers.
+    """
+    L = model.config.num_hidden_layers
+    top = L + 1 if style == "correct" else L + 2
+    return {name: 1.0 if depth == L + 1 else decay ** (top - depth) for name, depth in layer_depths(model).items()}
+
+
+def build_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.device) -> torch.optim.AdamW:
+    """One AdamW group per (learning-rate scale, decay or not); ``initial_lr`` of each group is its peak lr."""
+    scales = layerwise_lr_scales(model, cfg.layerwise_lr_decay, cfg.lr_decay_style)
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        no_decay = name.endswith("bias") or "LayerNorm" in name
+        groups.setdefault((scales[name], no_decay), []).append(p)
+    param_groups = [{"params": ps, "lr": cfg.learning_rate * s, "initial_lr": cfg.learning_rate * s,
+                     "weight_decay": 0.0 if nd else cfg.weight_decay} for (s, nd), ps in groups.items()]
+    return torch.optim.AdamW(param_groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=cfg.adam_epsilon,
+                             fused=device.type == "cuda")
+
+
+def schedule(step: int, total: int, warmup: int) -> float:
+    """Multiplier of the peak lr for the update with 0-based index ``step``: linear warm-up, linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
+                            pool_batches: int = 50) -> list[list[int]]:
+    """Shuffle, then sort pools of ``pool_batches`` batches by length and cut them into batches (in a random
+    order): every example once per epoch, little padding, and still a different mix each epoch."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    pool = batch_size * pool_batches
+    for i in range(0, len(order), pool):
+        chunk = sorted(order[i:i + pool], key=lengths.__getitem__)
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+# --------------------------------------------------------------------------- loading and saving models
+
+def resolve_finetuned(path: Path) -> Path:
+    """The folder holding a fine-tuned model: ``runs/t`` -> ``runs/t/model``; a seed's ``best/`` as it is."""
+    path = Path(path)
+    for folder in (path / "model", path):
+        if (folder / TASK_FILE).is_file():
+            return folder
+    raise UserError(f"{path}: not a fine-tuned model (no {TASK_FILE}); give the --out folder of `electra finetune`")
+
+
+def load_finetuned(path: Path, device: torch.device):
+    """(task, model, tokenizer, max_seq_length) of a fine-tuned model folder."""
+    folder = resolve_finetuned(path)
+    meta = json.loads((folder / TASK_FILE).read_text())
+    task = make_task(meta["task"], meta.get("options"), meta)
+    task.qa_options = meta.get("qa_options", {})
+    cfg = ModelConfig.from_hf_dict(json.loads((folder / "config.json").read_text()), str(folder / "config.json"))
+    model = task.build_model(cfg)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return task, model.to(device).eval(), load_tokenizer(folder), meta["max_seq_length"]
+
+
+def save_finetuned(model, task: Task, tokenizer_dir: Path, out: Path, max_seq_length: int, extra: dict) -> None:
+    """A transformers folder (config.json with the head's architecture and labels, model.safetensors,
+    tokenizer files) plus task.json, which our evaluate/predict read."""
+    with AtomicDir(out) as tmp:
+        config = model.config.to_hf_dict(type(model).__name__)
+        config.update(task.config_fields())
+        write_json(tmp / "config.json", config)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for f in Path(tokenizer_dir).iterdir():
+            if f.is_file() and f.name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                          "special_tokens_map.json"):
+                shutil.copy2(f, tmp / f.name)
+        write_json(tmp / TASK_FILE, {**task.state(), "qa_options": task.qa_options,
+                                     "max_seq_length": max_seq_length, **extra})
+
+
+def check_vocabulary(tok, cfg: ModelConfig, where: Path) -> None:
+    """Token ids must fit the model's embedding table (a transformers vocab may be padded larger)."""
+    if tok.get_vocab_size() > cfg.vocab_size:
+        raise UserError(f"{where}: the tokenizer has {tok.get_vocab_size()} tokens but the model's vocab_size is "
+                        f"{cfg.vocab_size}; use the tokenizer the model was pre-trained with")
+
+
+def check_weights(model, encoder_state: dict, where: Path) -> None:
+    """Every encoder tensor the model needs is there, with the shape its config.json promises."""
+    own = {k: v for k, v in model.state_dict().items() if k.startswith("electra.")}
+    missing = [k for k in own if k not in encoder_state]
+    if missing:
+        raise UserError(f"{where}: the weights lack {missing[0]} (and {len(missing) - 1} more); is it an ELECTRA model?")
+    for k, v in own.items():
+        if encoder_state[k].shape != v.shape:
+            raise UserError(f"{where}: {k} has shape {tuple(encoder_state[k].shape)} but config.json implies "
+                            f"{tuple(v.shape)}; the config and the weights do not belong together")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def run_model(model, task: Task, features: list[dict], pad_id: int, batch_size: int, device: torch.device,
+              autocast, progress: bool = False) -> list:
+    """Task outputs for every feature, in order. Batches are formed from length-sorted features."""
+    model.eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    outputs: list = [None] * len(features)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    for idx in tqdm(batches, desc="predict", disable=not progress, unit="batch"):
+        batch = collate([features[i] for i in idx], pad_id)
+        with autocast():
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                           batch["token_type_ids"].to(device))
+        for i, out in zip(idx, task.outputs(logits, batch)):
+            outputs[i] = out
+    return outputs
+
+
+def evaluate(model, task: Task, examples, features, pad_id, batch_size, device, autocast) -> tuple[dict, list]:
+    outputs = run_model(model, task, features, pad_id, batch_size, device, autocast)
+    return task.metrics(examples, features, outputs), task.predictions(examples, features, outputs)
+
+
+# --------------------------------------------------------------------------- one seed
+
+def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, encoder_state: dict | None,
+                   train_feats, dev_examples, dev_feats, pad_id: int, out: Path, seed: int,
+                   progress: bool = True) -> dict[str, Any]:
+    """Fine-tune one seed; returns its best dev metrics. Writes out/metrics.jsonl and out/best/ (later)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    device = resolve_device(cfg.device)
+    autocast = autocast_for(device, cfg.precision)
+    model = task.build_model(model_cfg)  # random head (and encoder, for init=scratch)
+    if encoder_state is not None:
+        missing, unexpected = model.load_state_dict(encoder_state, strict=False)
+        assert not unexpected and all(not k.startswith("electra.") for k in missing), (missing, unexpected)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg, device)
+
+    lengths = [len(f["input_ids"]) for f in train_feats]
+    steps_per_epoch = max(1, -(-len(train_feats) // cfg.batch_size))
+    total = max(1, round(cfg.epochs * steps_per_epoch))
+    warmup = round(cfg.warmup_fraction * total)
+    eval_every = cfg.eval_every or max(1, steps_per_epoch // 2)
+    primary = task.primary_metric
+    best: dict[str, Any] = {"score": -float("inf")}
+    best_state = None
+    log = open(out / "metrics.jsonl", "w")
+    bar = tqdm(total=total, desc=f"seed {seed}", disable=not progress, unit="step", dynamic_ncols=True)
+    step, epoch, t0 = 0, 0, time.perf_counter()
+    while step < total:
+        for idx in length_bucketed_batches(lengths, cfg.batch_size, rng):
+            if step >= total:
+                break
+            model.train()
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate([train_feats[i] for i in idx], pad_id).items()}
+            for g in optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * schedule(step, total, warmup)
+            with autocast():
+                logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            loss = task.loss(logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % 50 == 0 or step == total:
+                loss_value = loss.item()  # a host sync every 50 steps, not every step
+                bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{best['score']:.4g}")
+                log.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
+                                      "lr": optimizer.param_groups[0]["lr"]}) + "\n")
+            if step % eval_every == 0 or step == total:
+                metrics, preds = evaluate(model, task, dev_examples, dev_feats, pad_id, 64, device, autocast)
+                label, share = task.majority_fraction(preds)
+                record = {"step": step, "event": "eval", **metrics, "majority_prediction": label,
+                          "majority_share": share, "seconds": round(time.perf_counter() - t0, 1)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if metrics[primary] > best["score"]:
+                    best = {"score": metrics[primary], "step": step, "metrics": metrics,
+                            "majority_prediction": label, "majority_share": share}
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        epoch += 1
+    bar.close()
+    log.close()
+    model.load_state_dict(best_state)
+    best["model"] = model.cpu()
+    return best
+
+
+# --------------------------------------------------------------------------- the verb
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
+
+
+def report_warnings(task: Task, what: str) -> None:
+    for key, n in task.warnings.items():
+        hint = " (raise --set max_seq_length=...)" if key == "truncated" else ""
+        name = "texts longer than max_seq_length, truncated" if key == "truncated" else key
+        print(f"warning: {what}: {n} {name}{hint}", file=sys.stderr)
+    task.warnings.clear()
+
+
+def finetune(model_path: Path, task_name: str, train_path: Path, dev_path: Path, out: Path, seeds: int = 1,
+             overrides: list[str] | None = None, reader_options: dict | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Fine-tune MODEL on a task for ``seeds`` seeds; keep each seed's best dev checkpoint; summarise."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: the output folder already exists and is not empty; choose another --out")
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    cfg = FinetuneConfig()
+    set_fields({"finetune": cfg}, overrides or [])
+    cfg.validate()
+    model_cfg, encoder_state, tok_dir = load_encoder_source(Path(model_path))
+    cfg = cfg.resolve(model_cfg, task_name)
+    tok = load_tokenizer(tok_dir)
+    check_vocabulary(tok, model_cfg, tok_dir)
+    pad_id = special_token_ids(tok)["pad"]
+
+    task = make_task(task_name, {k: v for k, v in (reader_options or {}).items() if v is not None})
+    task.qa_options = {k: getattr(cfg, k) for k in ("doc_stride", "max_query_length", "n_best_size",
+                                                     "max_answer_length", "null_score_diff_threshold")}
+    train_examples = task.read_train(Path(train_path))
+    dev_examples = task.read_eval(Path(dev_path))
+    train_feats = task.featurize(train_examples, tok, cfg.max_seq_length, training=True)
+    report_warnings(task, str(train_path))
+    dev_feats = task.featurize(dev_examples, tok, cfg.max_seq_length, training=False)
+    report_warnings(task, str(dev_path))
+    if not train_feats:
+        raise UserError(f"{train_path}: no usable training examples")
+
+    check_weights(task.build_model(model_cfg), encoder_state, Path(model_path))
+
+    out.mkdir(parents=True, exist_ok=True)
+    source = {"model": str(model_path), "init": cfg.init, "tokenizer": str(tok_dir)}
+    write_json(out / "finetune.json", {"config": dataclasses.asdict(cfg), "task": task.state(), "source": source,
+                                       "train": str(train_path), "dev": str(dev_path)})
+    print(f"{task_name}: {len(train_examples)} train / {len(dev_examples)} dev examples, "
+          f"{task.num_labels} outputs, lr {cfg.learning_rate:g}, layer decay {cfg.layerwise_lr_decay:g}, "
+          f"{cfg.epochs:g} epochs of batch {cfg.batch_size}, init {cfg.init}")
+
+    per_seed = []
+    best_overall = None
+    for k in range(seeds):
+        seed = cfg.seed + k
+        seed_dir = out / f"seed-{seed}"
+        seed_dir.mkdir(exist_ok=True)
+        result = train_one_seed(task, cfg, model_cfg, None if cfg.init == "scratch" else encoder_state,
+                                train_feats, dev_examples, dev_feats, pad_id, seed_dir, seed, progress)
+        model = result.pop("model")
+        save_finetuned(model, task, tok_dir, seed_dir / "best", cfg.max_seq_length,
+                       {"seed": seed, "best_step": result["step"], "dev": result["metrics"], "source": source})
+        collapsed = task.name != "qa" and result["majority_share"] >= 0.99
+        if collapsed:
+            print(f"warning: seed {seed} collapsed: it predicts {result['majority_prediction']!r} for "
+                  f"{result['majority_share']:.1%} of dev; try a lower learning rate or another seed", file=sys.stderr)
+        row = {"seed": seed, "best_step": result["step"], "collapsed": collapsed, **result["metrics"]}
+        per_seed.append(row)
+        print(f"seed {seed}: best dev {task.primary_metric} {result['score']:.4f} at step {result['step']}"
+              + ("  (collapsed to the majority class)" if collapsed else ""))
+        if best_overall is None or result["score"] > best_overall[0]:
+            best_overall = (result["score"], seed_dir / "best")
+
+    keys = [k for k in per_seed[0] if k not in ("seed", "best_step", "collapsed") and isinstance(per_seed[0][k], (int, float))]
+    results = {"task": task_name, "primary_metric": task.primary_metric, "seeds": per_seed,
+               "summary": {k: _summary([r[k] for r in per_seed]) for k in keys},
+               "collapsed_seeds": [r["seed"] for r in per_seed if r["collapsed"]],
+               "model": f"seed-{best_overall[1].parent.name.split('-')[1]}/best"}
+    with AtomicDir(out / "model") as tmp:
+        for f in best_overall[1].iterdir():
+            shutil.copy2(f, tmp / f.name)
+    write_json(out / "results.json", results)
+    s = results["summary"][task.primary_metric]
+    print(f"dev {task.primary_metric} over {seeds} seed(s): median {s['median']:.4f}, mean {s['mean']:.4f}, "
+          f"std {s['std']:.4f}; best seed's model in {out / 'model'}")
+    return results
+
+
+def evaluate_cli(model_path: Path, data: Path, out: Path | None = None, batch_size: int = 64) -> dict:
+    """Metrics of a fine-tuned model on a labelled file; printed and written as JSON."""
+    device = resolve_device("auto")
+    task, model, tok, max_len = load_finetuned(model_path, device)
+    check_vocabulary(tok, model.config, resolve_finetuned(model_path))
+    examples = task.read_eval(Path(data))
+    feats = task.featurize(examples, tok, max_len, training=False)
+    report_warnings(task, str(data))
+    metrics, preds = evaluate(model, task, examples, feats, special_token_ids(tok)["pad"], batch_size, device,
+                              autocast_for(device, "auto"))
+    label, share = task.majority_fraction(preds)
+    result = {"data": str(data), "examples": len(examples), **metrics}
+    if label:
+        result.update(majority_prediction=label, majority_share=share)
+    out = Path(out) if out else resolve_finetuned(model_path).parent / f"eval-{Path(data).stem}.json"
+    write_json(out, result)
+    for k, v in metrics.items():
+        print(f"{k:>20} {v:.4f}" if isinstance(v, float) else f"{k:>20} {v}")
+    print(f"written to {out}")
+    return result
+
+
+def predict_cli(model_path: Path, input_path: Path, out: Path, batch_size: int = 64, progress: bool = True) -> int:
+    """Predictions for every example of ``input_path`` as JSONL (written atomically)."""
+    device = resolve_device("auto")
+    task, model, tok, max_len = load_finetuned(model_path, device)
+    examples = task.read_predict(Path(input_path))
+    if not examples:
+        raise UserError(f"{input_path}: no examples to predict")
+    feats = task.featurize(examples, tok, max_len, training=False)
+    report_warnings(task, str(input_path))
+    outputs = run_model(model, task, feats, special_token_ids(tok)["pad"], batch_size, device,
+                        autocast_for(device, "auto"), progress)
+    rows = task.predictions(examples, feats, outputs)
+    report_warnings(task, str(input_path))
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    print(f"{len(rows)} predictions written to {out}")
+    return len(rows)
+

@@ -1,0 +1,55 @@
+"""``electra inspect``: which tokens does a discriminator think were replaced?
+
+A quick look at what pre-training learned: feed a sentence (perhaps with a word swapped for an
+implausible one) and read the discriminator's per-token probability of "replaced".
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from electra.checkpoint import hf_pair_folders, latest_checkpoint, load_hf_model, load_run_config
+from electra.data.tokenizer import load_tokenizer
+from electra.model import ElectraForPreTraining
+
+
+def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
+    """The discriminator and its tokenizer folder, from a pre-training run, an export or a transformers folder."""
+    path = Path(path)
+    if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
+        cfg = load_run_config(path)
+        model = ElectraForPreTraining(cfg.model)
+        state = load_file(str(latest_checkpoint(path) / "model.safetensors"))
+        model.load_state_dict({k.removeprefix("discriminator."): v for k, v in state.items()
+                               if k.startswith("discriminator.")})
+        return model.eval(), path / "tokenizer"
+    folder, _ = hf_pair_folders(path)
+    return load_hf_model(folder, "discriminator").eval(), folder
+
+
+@torch.no_grad()
+def replaced_probabilities(model: ElectraForPreTraining, tok, text: str) -> list[tuple[str, float]]:
+    """(token, P(replaced)) for every token of ``text`` except [CLS] and [SEP]."""
+    enc = tok.encode(text)
+    ids = torch.tensor([enc.ids[: model.config.max_position_embeddings]])
+    probs = torch.sigmoid(model(ids)[0]).tolist()  # (T,)
+    return [(t, p) for t, p, special in zip(enc.tokens, probs, enc.special_tokens_mask) if not special]
+
+
+def inspect_text(model_path: Path, text: str, color: bool | None = None, out=sys.stdout) -> list[tuple[str, float]]:
+    model, tok_dir = load_discriminator(model_path)
+    scored = replaced_probabilities(model, load_tokenizer(tok_dir), text)
+    use_color = out.isatty() if color is None else color
+    if use_color:  # red: probably replaced (p > 0.5), yellow: unsure (p > 0.2)
+        def paint(t, p):
+            code = "31;1" if p > 0.5 else "33" if p > 0.2 else "0"
+            return f"\033[{code}m{t}\033[0m"
+        print(" ".join(paint(t, p) for t, p in scored), file=out)
+    for t, p in scored:
+        bar = "#" * round(p * 20)
+        print(f"{t:>16} {p:6.3f} {bar}", file=out)
+    return scored
