@@ -96,3 +96,42 @@ def test_demo_runs_the_whole_pipeline_on_a_given_corpus(tmp_path):
                            str(tmp_path / "mine"), "--quiet"], capture_output=True, text=True)
     assert proc.returncode == 2 and "not an earlier demo" in proc.stderr
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "do not delete"
+
+
+TASKS = SHARED / "tasks"
+
+
+def _head(src: Path, dst: Path, n_lines: int) -> Path:
+    dst.write_text("".join(src.read_text().splitlines(keepends=True)[:n_lines]))
+    return dst
+
+
+def test_finetune_from_a_pretraining_run_on_the_real_tasks(run300, tmp_path):
+    """The three task families from an `electra pretrain` run folder, on slices of the real task files:
+    readers, featurisation, training, best-on-dev selection, evaluate and predict all run, and the
+    outputs are sane (a trained model, not a measurement: see docs/finetune.md for the real numbers)."""
+    run = run300 / "run"
+    rt_train = _head(TASKS / "rotten_tomatoes" / "train.tsv", tmp_path / "rt_train.tsv", 801)
+    rt_dev = _head(TASKS / "rotten_tomatoes" / "dev.tsv", tmp_path / "rt_dev.tsv", 201)
+    electra("finetune", "--model", run, "--task", "classification", "--train", rt_train, "--dev", rt_dev,
+            "--out", tmp_path / "rt", "--set", "epochs=1")
+    rt = json.loads((tmp_path / "rt" / "results.json").read_text())
+    assert rt["seeds"][0]["accuracy"] >= 0.4 and set(json.loads(
+        (tmp_path / "rt" / "model" / "config.json").read_text())["label2id"]) == {"0", "1"}
+
+    pos_train = _head(TASKS / "brown_pos" / "train.conll", tmp_path / "pos_train.conll", 4000)
+    pos_dev = _head(TASKS / "brown_pos" / "dev.conll", tmp_path / "pos_dev.conll", 1000)
+    electra("finetune", "--model", run, "--task", "tagging", "--train", pos_train, "--dev", pos_dev,
+            "--out", tmp_path / "pos", "--set", "epochs=2", "--set", "learning_rate=1e-3")
+    pos = json.loads((tmp_path / "pos" / "results.json").read_text())
+    assert pos["seeds"][0]["token_accuracy"] > 0.3  # the majority tag (NN) alone is ~0.13
+    electra("evaluate", "--model", tmp_path / "pos", "--data", pos_dev, "--out", tmp_path / "pos_eval.json")
+    assert json.loads((tmp_path / "pos_eval.json").read_text())["token_accuracy"] == pytest.approx(
+        pos["seeds"][0]["token_accuracy"])
+
+    squad = TASKS / "squad_sample" / "dev-v1.1-sample.json"
+    electra("finetune", "--model", run, "--task", "qa", "--train", squad, "--dev", squad, "--out", tmp_path / "qa",
+            "--set", "epochs=2")
+    electra("predict", "--model", tmp_path / "qa", "--input", squad, "--out", tmp_path / "answers.jsonl")
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 5 and all("answer" in a for a in answers)

@@ -302,3 +302,25 @@ def test_inspect_prints_a_probability_per_token(model_dir, capsys):
     tokens = load_tokenizer(model_dir).encode("the film was great").tokens[1:-1]  # without [CLS] and [SEP]
     assert [line.split()[0] for line in lines] == tokens and len(tokens) >= 4
     assert all(0.0 <= float(line.split()[1]) <= 1.0 for line in lines)
+
+
+def test_regression_on_an_stsb_layout_exports_as_regression(model_dir, tmp_path):
+    rng = random.Random(7)
+
+    def write(path, n):
+        rows = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]
+        for i in range(n):
+            k = rng.randint(0, 5)  # the score counts the GOOD words in the first sentence
+            s1 = " ".join(rng.sample(FILLER, 5 - k) + rng.sample(GOOD, k))
+            rows.append(f"{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{s1}\t{' '.join(rng.sample(FILLER, 4))}\t{k + 0.2:.3f}")
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    out = tmp_path / "sts"
+    results = finetune(model_dir, "classification", write(tmp_path / "train.tsv", 300), write(tmp_path / "dev.tsv", 60),
+                       out, overrides=FAST, progress=False)
+    assert results["primary_metric"] == "spearman" and results["seeds"][0]["spearman"] > 0.8
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["problem_type"] == "regression"
+    hf = transformers.ElectraForSequenceClassification.from_pretrained(out / "model")
+    assert hf.num_labels == 1
