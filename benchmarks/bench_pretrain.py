@@ -48,7 +48,7 @@ from torch import nn  # noqa: E402
 
 from electra.config import PRESETS, ModelConfig, PretrainConfig, preset_config  # noqa: E402
 from electra.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
-from electra.model import ElectraModel, ElectraPreTrainedModel  # noqa: E402
+from electra.model import ElectraForSequenceClassification  # noqa: E402
 from electra.objectives import ElectraPretrainer, gumbel_sample, mask_batch, max_selected  # noqa: E402
 
 try:
@@ -280,30 +280,6 @@ class HFStep:
 
 
 # --------------------------------------------------------------------------- fine-tuning and inference
-
-class ClassificationHead(nn.Module):
-    """As transformers' ElectraClassificationHead ([CLS] -> dense -> GELU -> out_proj), same names."""
-
-    def __init__(self, config: ModelConfig, num_labels: int):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.out_proj = nn.Linear(config.hidden_size, num_labels)
-
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.dropout(F.gelu(self.dense(self.dropout(cls)))))
-
-
-class OursClassifier(ElectraPreTrainedModel):
-    def __init__(self, config: ModelConfig, num_labels: int = 2):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.classifier = ClassificationHead(config, num_labels)
-        self.init_weights()
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        return self.classifier(self.electra(input_ids, attention_mask, token_type_ids)[:, 0])  # (B, num_labels)
-
 
 class Classify:
     """A fine-tuning step (CE, clip, AdamW) or a batched inference call, for ours or transformers'."""
@@ -562,7 +538,7 @@ def main() -> None:
 
         if args.finetune:
             torch.manual_seed(1)
-            mine = OursClassifier(cfg.model).to(device)
+            mine = ElectraForSequenceClassification(cfg.model, 2).to(device)
             theirs = transformers.ElectraForSequenceClassification(hf_config(cfg.model, num_labels=2))
             theirs.load_state_dict(mine.state_dict())  # same names: electra.*, classifier.dense/out_proj
             theirs.to(device)
