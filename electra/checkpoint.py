@@ -32,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import UserError
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
+from electra.objective_variants import exportable, load_network_state, merge_gdes_state
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -161,21 +162,29 @@ def save_hf_model(model: ElectraForPreTraining | ElectraForMaskedLM, out_dir: Pa
                     shutil.copy2(f, tmp / f.name)
 
 
-def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> tuple[Path, Path]:
-    """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint."""
+def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> tuple[Path, Path | None]:
+    """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint.
+
+    ``discriminator/`` is the discriminator-sized network: an ElectraForPreTraining, or for the MLM
+    objectives an ElectraForMaskedLM (All-Tokens MLM's copy head is left out); with ``gdes`` sharing its
+    embeddings are the effective ones (generator's + delta). The ``mlm`` objective has no generator:
+    then only ``discriminator/`` is written and the second value is None.
+    """
     from electra.objectives import ElectraPretrainer  # local: objectives imports this module's neighbours
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = checkpoint or latest_checkpoint(run_dir)
-    model = ElectraPretrainer(cfg.model, cfg.generator_model_config())
+    model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing)
     load_checkpoint(ckpt, model, None, torch.device("cpu"))
     tok = run_dir / "tokenizer"
     disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
     for d in (disc_dir, gen_dir):  # replace an earlier export, never anything else
         if d.exists() and any(d.iterdir()) and not _is_electra_folder(d):
             raise UserError(f"{d}: exists and is not an ELECTRA export; choose another --out")
-    save_hf_model(model.discriminator, disc_dir, tok if tok.is_dir() else None)
+    save_hf_model(exportable(model.discriminator), disc_dir, tok if tok.is_dir() else None)
+    if model.generator is None:
+        return disc_dir, None
     save_hf_model(model.generator, gen_dir, tok if tok.is_dir() else None)
     return disc_dir, gen_dir
 
@@ -279,6 +288,13 @@ def init_config_from_hf(cfg: PretrainConfig, folder: Path) -> PretrainConfig:
 def load_pretrainer_from_hf(model: torch.nn.Module, folder: Path) -> None:
     """Copy transformers weights into an ElectraPretrainer; without a generator folder it keeps its fresh one."""
     disc_dir, gen_dir = hf_pair_folders(folder)
+    if type(model.discriminator) is not ElectraForPreTraining or not _embeddings_shared(model):
+        # Another objective or sharing: the encoders by name, heads where the weights have them. The
+        # generator goes first: a GDES discriminator table is stored as a delta from the generator's.
+        if gen_dir is not None and model.generator is not None:
+            load_network_state(model.generator, load_hf_state(gen_dir)[1], str(gen_dir))
+        load_network_state(model.discriminator, load_hf_state(disc_dir)[1], str(disc_dir))
+        return
     model.discriminator.load_state_dict(load_hf_model(disc_dir, "discriminator").state_dict())
     if gen_dir is not None:
         gen_state = load_hf_model(gen_dir, "generator").state_dict()
@@ -286,6 +302,11 @@ def load_pretrainer_from_hf(model: torch.nn.Module, folder: Path) -> None:
         own = {k: v for k, v in gen_state.items() if not k.startswith("electra.embeddings.") and k != "generator_lm_head.weight"}
         missing, unexpected = model.generator.load_state_dict(own, strict=False)
         assert not unexpected and all(k.startswith("electra.embeddings.") or k == "generator_lm_head.weight" for k in missing)
+
+
+def _embeddings_shared(model: torch.nn.Module) -> bool:
+    return model.generator is not None and model.generator.electra.embeddings is model.discriminator.electra.embeddings \
+        and model.generator.electra is not model.discriminator.electra
 
 
 # --------------------------------------------------------------------------- fine-tuning sources
@@ -307,6 +328,8 @@ def load_encoder_source(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor
             state = load_file(str(ckpt / "model.safetensors"))
         except (SafetensorError, OSError) as e:
             raise UserError(f"{ckpt}: unreadable weights ({e})") from None
+        if cfg.generator.sharing == "gdes":
+            state = merge_gdes_state(state)  # the discriminator's effective embeddings
         encoder = {k.removeprefix("discriminator."): v for k, v in state.items()
                    if k.startswith("discriminator.electra.")}
         return cfg.model, encoder, path / "tokenizer"

@@ -61,9 +61,13 @@ def cmd_export(args) -> None:
     """Write Hugging Face transformers folders (discriminator/ and generator/) from a pre-training run."""
     from electra.checkpoint import export_run
 
+    import json
+
     disc, gen = export_run(Path(args.run), Path(args.out))
-    print(f"discriminator: {disc}  (transformers.ElectraForPreTraining.from_pretrained)")
-    print(f"generator:     {gen}  (transformers.ElectraForMaskedLM.from_pretrained)")
+    arch = json.loads((disc / "config.json").read_text())["architectures"][0]
+    print(f"discriminator: {disc}  (transformers.{arch}.from_pretrained)")
+    if gen is not None:
+        print(f"generator:     {gen}  (transformers.ElectraForMaskedLM.from_pretrained)")
 
 
 def cmd_plot(args) -> None:

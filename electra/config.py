@@ -72,6 +72,17 @@ class ModelConfig:
 
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+# Pre-training objectives (DESIGN.md §3 ablations; docs/electra.md): ELECTRA, BERT's masked LM, ELECTRA with
+# the discriminator loss on the selected tokens only, MLM on generator-corrupted input, and MLM on every
+# token with a copy mechanism.
+OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm")
+SHARING = ("embeddings", "none", "all", "gdes")
+MASKINGS = ("uniform", "whole_word", "span")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{key} {value!r} is not one of {', '.join(choices)}")
 
 
 @dataclass
@@ -83,6 +94,10 @@ class GeneratorConfig:
     hidden_fraction: float = 0.25
     # Depth as a fraction of the discriminator's (the paper keeps the same depth).
     layers_fraction: float = 1.0
+    # What the generator shares with the discriminator (SHARING): embeddings (token, position, type
+    # tables and their LayerNorm: the paper's default) | none | all (every encoder weight; needs
+    # fractions 1) | gdes (DeBERTa-v3: discriminator tables = stop_gradient(generator's) + a delta).
+    sharing: str = "embeddings"
 
 
 @dataclass
@@ -103,6 +118,10 @@ class TrainConfig:
     mask_prob: float = 0.15          # fraction of real tokens selected per sequence
     mask_token_prob: float = 0.85    # of the selected, the fraction shown as [MASK]; the rest keep their token
     disc_weight: float = 50.0        # lambda in loss = MLM + lambda * discriminator BCE
+    objective: str = "electra"       # OBJECTIVES: electra | mlm | electra15 | replace_mlm | all_tokens_mlm
+    masking: str = "uniform"         # MASKINGS: uniform tokens | whole_word | span (SpanBERT)
+    span_p: float = 0.2              # span masking: span length in words ~ Geometric(span_p) ...
+    span_max: int = 10               # ... truncated to at most span_max words
     seed: int = 12345
     log_every: int = 10
     eval_every: int = 500
@@ -131,6 +150,10 @@ class TrainConfig:
             raise UserError(f"train.stop_at must be >= 0, got {self.stop_at}")
         if self.warmup_steps < 0 or self.learning_rate <= 0:
             raise UserError("train.warmup_steps must be >= 0 and train.learning_rate > 0")
+        _check_choice("train.objective", self.objective, OBJECTIVES)
+        _check_choice("train.masking", self.masking, MASKINGS)
+        if not 0 < self.span_p <= 1 or self.span_max < 1:
+            raise UserError(f"train.span_p must be in (0, 1] and train.span_max >= 1, got {self.span_p}, {self.span_max}")
 
     @property
     def accumulation_steps(self) -> int:
@@ -164,6 +187,18 @@ class PretrainConfig:
         if not 0 < self.generator.hidden_fraction <= 1 or not 0 < self.generator.layers_fraction <= 1:
             raise UserError("generator.hidden_fraction and generator.layers_fraction must be in (0, 1]")
         self.generator_model_config().validate("generator")
+        g, objective = self.generator, self.train.objective
+        _check_choice("generator.sharing", g.sharing, SHARING)
+        if g.sharing == "all" and (g.hidden_fraction != 1 or g.layers_fraction != 1):
+            raise UserError(f"generator.sharing=all shares every encoder weight, so it needs generator.hidden_fraction=1 "
+                            f"and generator.layers_fraction=1 (got {g.hidden_fraction}, {g.layers_fraction}); "
+                            f"valid sharing choices for a smaller generator: none, embeddings, gdes")
+        if objective == "mlm" and g.sharing != "embeddings":
+            raise UserError(f"generator.sharing={g.sharing} has no effect with train.objective=mlm, which has no "
+                            f"generator; leave generator.sharing at embeddings")
+        if g.sharing == "gdes" and objective not in ("electra", "electra15"):
+            raise UserError(f"generator.sharing=gdes is defined for a replaced-token-detection discriminator; "
+                            f"valid objectives with it: electra, electra15 (got {objective})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ implausible one) and read the discriminator's per-token probability of "replaced
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from safetensors.torch import load_file
 
 from electra.checkpoint import hf_pair_folders, latest_checkpoint, load_hf_model, load_run_config
 from electra.data.tokenizer import load_tokenizer
+from electra.errors import UserError
 from electra.model import ElectraForPreTraining
+from electra.objective_variants import merge_gdes_state
 
 
 def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
@@ -22,12 +25,18 @@ def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
     path = Path(path)
     if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
         cfg = load_run_config(path)
+        if cfg.train.objective not in ("electra", "electra15"):
+            raise UserError(f"{path}: a {cfg.train.objective!r} run has no replaced-token discriminator to inspect")
         model = ElectraForPreTraining(cfg.model)
-        state = load_file(str(latest_checkpoint(path) / "model.safetensors"))
+        state = merge_gdes_state(load_file(str(latest_checkpoint(path) / "model.safetensors")))
         model.load_state_dict({k.removeprefix("discriminator."): v for k, v in state.items()
                                if k.startswith("discriminator.")})
         return model.eval(), path / "tokenizer"
     folder, _ = hf_pair_folders(path)
+    architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    if architectures and architectures[0] != "ElectraForPreTraining":
+        raise UserError(f"{folder}: a {architectures[0]} has no replaced-token head; give an ElectraForPreTraining "
+                        f"folder or a pre-training run")
     return load_hf_model(folder, "discriminator").eval(), folder
 
 

@@ -7,23 +7,33 @@ is therefore masked and sampled the same way whatever the batch it lands in, the
 micro-batch split, the number of processes or the step a run was resumed at
 (DESIGN.md §5, principle 5).
 
+The ablations of the paper (issue 4: ``train.objective`` mlm, electra15, replace_mlm, all_tokens_mlm;
+``generator.sharing`` none, all, gdes) are branches of ``ElectraPretrainer``; their networks are built in
+objective_variants.py, and whole-word and span selection live in masking.py.
+
 Shapes: B batch, T length, V vocabulary, M selected positions in the batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from electra.config import ModelConfig
-from electra.model import ElectraForMaskedLM, ElectraForPreTraining
+from electra.model import ElectraForMaskedLM
+from electra.objective_variants import (copy_mixture_argmax, copy_mixture_log_prob, pretraining_network,
+                                        share_weights)
 
 _MASK32 = 0xFFFFFFFF
-# Salts keep the three uses of the hash independent of one another.
+# Salts keep the uses of the hash independent of one another.
 _SALT_SELECT, _SALT_MASK_TOKEN, _SALT_GUMBEL = 0x1B873593, 0x2C1B3C6D, 0x297A2D39
+_SALT_RANDOM_TOKEN = 0x3A8F05C5
+# BERT's corruption of the selected tokens (train.objective=mlm): 80% [MASK], 10% a random token, 10% kept.
+BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB = 0.8, 0.1
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -98,14 +108,25 @@ def selected_mask(positions: torch.Tensor, valid: torch.Tensor, seq_len: int) ->
 
 
 def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: int, mask_token_prob: float,
-                     keys: torch.Tensor, seed: int) -> torch.Tensor:
+                     keys: torch.Tensor, seed: int, random_token_prob: float = 0.0,
+                     vocab_size: int = 0) -> torch.Tensor:
     """ELECTRA's corruption for the generator: of the selected tokens, ``mask_token_prob`` (0.85) become
-    [MASK] and the rest keep their token (no random replacement, unlike BERT)."""
+    [MASK] and the rest keep their token (no random replacement, unlike BERT).
+
+    With ``random_token_prob`` > 0 (BERT: 0.8 / 0.1), a further slice of the selected tokens becomes a
+    token drawn uniformly from the ``vocab_size`` ids (it may equal the original, as in BERT).
+    """
     T = input_ids.shape[1]
     pos = torch.arange(T, device=input_ids.device)
     u = keyed_uniform(seed, _SALT_MASK_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
     to_mask = selected & (u < mask_token_prob)
-    return torch.where(to_mask, torch.full_like(input_ids, mask_id), input_ids)
+    out = torch.where(to_mask, torch.full_like(input_ids, mask_id), input_ids)
+    if random_token_prob > 0:
+        to_random = selected & (u >= mask_token_prob) & (u < mask_token_prob + random_token_prob)
+        r = keyed_uniform(seed, _SALT_RANDOM_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
+        random_ids = (r * vocab_size).long().clamp_(max=vocab_size - 1)
+        out = torch.where(to_random, random_ids, out)
+    return out
 
 
 def gumbel_sample(logits: torch.Tensor, example_keys: torch.Tensor, positions: torch.Tensor,
@@ -159,38 +180,87 @@ class MaskedBatch:
         return [MaskedBatch(*p, has_padding=self.has_padding) for p in zip(*parts)]
 
 
+# select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
+# whole-word and span selection (masking.make_selector); None is uniform ``select_positions``.
+Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+
+
 def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
-               seed: int, has_padding: bool = True) -> MaskedBatch:
-    """Select positions and build the generator's input (dynamic masking: new for every example key)."""
+               seed: int, has_padding: bool = True, select: Selector | None = None,
+               random_token_prob: float = 0.0, vocab_size: int = 0) -> MaskedBatch:
+    """Select positions and build the generator's input (dynamic masking: new for every example key).
+
+    ``generator_input_ids`` is the input of the network that predicts the selected tokens: the generator,
+    or with the MLM objective the one masked LM (BERT's corruption: ``random_token_prob`` 0.1).
+    """
     candidates = attention_mask.bool()
     for name in ("pad", "cls", "sep", "mask"):
         candidates = candidates & (input_ids != special_ids[name])
-    positions, valid = select_positions(candidates, mask_prob, keys, seed)
+    if select is None:
+        positions, valid = select_positions(candidates, mask_prob, keys, seed)
+    else:
+        positions, valid = select(candidates, input_ids, keys, seed)
     selected = selected_mask(positions, valid, input_ids.shape[1])
-    gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed)
+    gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed,
+                              random_token_prob, vocab_size)
     return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding)
 
 
 # Order of the per-batch sums returned by ElectraPretrainer.forward (summed over micro-batches,
-# then turned into means by pretrain.summarise_stats).
+# then turned into means by pretrain.summarise_stats). gen = the generator's MLM; disc = the binary
+# discriminator loss over its ``disc_terms`` scored tokens; model_mlm = the discriminator-sized masked LM
+# of the MLM objectives (mlm, replace_mlm, all_tokens_mlm).
 STAT_NAMES = ("mlm_loss_sum", "mlm_correct", "num_selected", "disc_loss_sum", "disc_correct", "num_tokens",
-              "true_positives", "predicted_replaced", "num_replaced")
+              "true_positives", "predicted_replaced", "num_replaced", "disc_terms",
+              "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms")
+
+
+def _stack_stats(**values: torch.Tensor) -> torch.Tensor:
+    """A float32 tensor ordered as STAT_NAMES; names not given are 0."""
+    zero = torch.zeros((), device=next(iter(values.values())).device)
+    return torch.stack([values.get(name, zero).float() for name in STAT_NAMES])
+
+
+@torch.no_grad()
+def sample_replacements(gen_logits: torch.Tensor, mb: MaskedBatch, targets: torch.Tensor, seed: int) -> torch.Tensor:
+    """The corrupted input (B, T): generator samples at the selected positions, the original elsewhere.
+
+    gen_logits (B, P, V); targets (B, P), the original tokens there. Argmax carries no gradient, so
+    nothing flows back through the sample.
+    """
+    B, P = targets.shape
+    sampled = gumbel_sample(gen_logits, mb.keys[:, None].expand(B, P), mb.positions, seed)  # (B, P)
+    sampled = torch.where(mb.valid, sampled, targets)  # unused slots keep their token
+    return mb.input_ids.scatter(1, mb.positions, sampled)  # (B, T)
 
 
 class ElectraPretrainer(nn.Module):
-    """Generator + discriminator with shared embeddings, and the joint loss MLM + λ·disc."""
+    """Generator + discriminator with shared embeddings, and the joint loss MLM + λ·disc.
 
-    def __init__(self, discriminator_config: ModelConfig, generator_config: ModelConfig):
+    ``objective`` and ``sharing`` select the paper's ablations (config.OBJECTIVES, config.SHARING); the
+    defaults are ELECTRA. The discriminator-sized network is always ``self.discriminator`` (a masked LM
+    for the MLM objectives); ``self.generator`` is None for ``mlm``.
+    """
+
+    def __init__(self, discriminator_config: ModelConfig, generator_config: ModelConfig,
+                 objective: str = "electra", sharing: str = "embeddings"):
         super().__init__()
         if generator_config.embedding_size != discriminator_config.embedding_size:
             raise ValueError("shared embeddings need the same embedding_size")
-        self.discriminator = ElectraForPreTraining(discriminator_config)
+        self.objective = objective
+        self.discriminator = pretraining_network(discriminator_config, objective)
+        if objective == "mlm":
+            self.generator = None  # BERT: one network, the discriminator-sized masked LM
+            return
         self.generator = ElectraForMaskedLM(generator_config)
-        # Token, position and type embeddings and their LayerNorm are one module used by both
-        # (the paper's "embeddings" sharing); the generator's output layer stays tied to them.
-        self.generator.electra.embeddings = self.discriminator.electra.embeddings
-        self.generator.tie_weights()
+        if sharing == "embeddings":
+            # Token, position and type embeddings and their LayerNorm are one module used by both
+            # (the paper's "embeddings" sharing); the generator's output layer stays tied to them.
+            self.generator.electra.embeddings = self.discriminator.electra.embeddings
+            self.generator.tie_weights()
+        else:
+            share_weights(self.generator, self.discriminator, sharing)
 
     def forward(self, mb: MaskedBatch, seed: int, disc_weight: float,
                 num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor):
@@ -201,6 +271,8 @@ class ElectraPretrainer(nn.Module):
         are fixed by (B, T, P), so the step never waits on the host.
         Returns (loss, stats) with stats a float32 tensor ordered as STAT_NAMES.
         """
+        if self.objective in ("mlm", "replace_mlm", "all_tokens_mlm"):
+            return self._masked_lm_forward(mb, seed, num_selected_total, num_tokens_total)
         B, P = mb.positions.shape
         mask = mb.encoder_mask
         # Generator: MLM at the selected positions only; logits (B, P, V).
@@ -210,49 +282,101 @@ class ElectraPretrainer(nn.Module):
         mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
                                      reduction="none").view(B, P) * weight
 
-        # Sample replacements; argmax carries no gradient, so nothing flows back through the sample.
-        with torch.no_grad():
-            sampled = gumbel_sample(gen_logits, mb.keys[:, None].expand(B, P), mb.positions, seed)  # (B, P)
-            sampled = torch.where(mb.valid, sampled, targets)  # unused slots keep their token
-            disc_input = mb.input_ids.scatter(1, mb.positions, sampled)  # (B, T)
-            labels = replaced_labels(mb.input_ids, disc_input, mb.attention_mask)  # (B, T)
+        disc_input = sample_replacements(gen_logits, mb, targets, seed)  # (B, T)
+        labels = replaced_labels(mb.input_ids, disc_input, mb.attention_mask)  # (B, T)
 
-        # Discriminator: BCE over every non-padding token.
+        # Discriminator: BCE over every non-padding token (ELECTRA), or over the selected ones only
+        # (ELECTRA 15%, normalised by the selected count).
         disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids).float()  # (B, T)
         real = mb.attention_mask.float()
-        disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * real
+        if self.objective == "electra15":
+            scored, num_scored_total = weight.new_zeros(real.shape).scatter(1, mb.positions, weight), num_selected_total
+        else:
+            scored, num_scored_total = real, num_tokens_total
+        disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * scored
 
-        loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_tokens_total
+        loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_scored_total
 
         with torch.no_grad():
-            real_b = real.bool()
-            predicted = (disc_logits > 0) & real_b
+            scored_b = scored.bool()
+            predicted = (disc_logits > 0) & scored_b
             truth = labels.bool()
-            stats = torch.stack([
-                mlm_losses.sum(),
-                ((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
-                weight.sum(),
-                disc_losses.sum(),
-                ((predicted == truth) & real_b).sum(),
-                real.sum(),
-                (predicted & truth).sum(),
-                predicted.sum(),
-                truth.sum(),
-            ]).float()
+            stats = _stack_stats(
+                mlm_loss_sum=mlm_losses.sum(),
+                mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
+                num_selected=weight.sum(),
+                disc_loss_sum=disc_losses.sum(),
+                disc_correct=((predicted == truth) & scored_b).sum(),
+                num_tokens=real.sum(),
+                true_positives=(predicted & truth).sum(),
+                predicted_replaced=predicted.sum(),
+                num_replaced=truth.sum(),
+                disc_terms=scored.sum(),
+            )
         return loss, stats
+
+    def _masked_lm_forward(self, mb: MaskedBatch, seed: int, num_selected_total: torch.Tensor,
+                           num_tokens_total: torch.Tensor):
+        """MLM (BERT), Replace MLM and All-Tokens MLM: the discriminator-sized network is a masked LM; no
+        binary loss. Replace/All-Tokens MLM feed it the generator's samples (the generator trains as usual)."""
+        B, P = mb.positions.shape
+        mask = mb.encoder_mask
+        targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
+        weight = mb.valid.float()
+        real = mb.attention_mask.float()
+        stats: dict[str, torch.Tensor] = {"num_selected": weight.sum(), "num_tokens": real.sum()}
+        if self.generator is None:  # mlm: BERT's 80/10/10 input
+            loss = torch.zeros((), device=real.device)
+            model_input = mb.generator_input_ids
+        else:
+            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
+            mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
+                                         reduction="none").view(B, P) * weight
+            loss = mlm_losses.sum() / num_selected_total
+            model_input = sample_replacements(gen_logits, mb, targets, seed)  # samples instead of [MASK]
+            with torch.no_grad():
+                stats.update(mlm_loss_sum=mlm_losses.sum(),
+                             mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
+                             num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum())
+
+        if self.objective == "all_tokens_mlm":
+            # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
+            logits, copy_logits = self.discriminator(model_input, mask, mb.token_type_ids)
+            nll = -copy_mixture_log_prob(logits, copy_logits, model_input, mb.input_ids) * real  # (B, T)
+            loss = loss + nll.sum() / num_tokens_total
+            with torch.no_grad():
+                predicted = copy_mixture_argmax(logits, copy_logits, model_input)
+                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=real.sum(),
+                             model_mlm_correct=((predicted == mb.input_ids) & mb.attention_mask.bool()).sum())
+        else:
+            # Predict the original tokens at the selected positions only; logits (B, P, V).
+            logits = self.discriminator(model_input, mask, mb.token_type_ids, positions=mb.positions)
+            nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(B, P) * weight
+            loss = loss + nll.sum() / num_selected_total
+            with torch.no_grad():
+                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(),
+                             model_mlm_correct=((logits.argmax(-1) == targets) & mb.valid).sum())
+        return loss, _stack_stats(**stats)
 
 
 def summarise_stats(stats: torch.Tensor) -> dict[str, float]:
-    """Turn summed STAT_NAMES counts into the logged means (one host sync)."""
+    """Turn summed STAT_NAMES counts into the logged means (one host sync).
+
+    ``mlm_loss`` / ``mlm_acc`` (the discriminator-sized masked LM) appear only for the MLM objectives.
+    """
     s = dict(zip(STAT_NAMES, stats.tolist()))
     div = lambda a, b: a / b if b else 0.0  # noqa: E731
-    return {
+    out = {
         "gen_loss": div(s["mlm_loss_sum"], s["num_selected"]),
         "gen_acc": div(s["mlm_correct"], s["num_selected"]),
-        "disc_loss": div(s["disc_loss_sum"], s["num_tokens"]),
-        "disc_acc": div(s["disc_correct"], s["num_tokens"]),
+        "disc_loss": div(s["disc_loss_sum"], s["disc_terms"]),
+        "disc_acc": div(s["disc_correct"], s["disc_terms"]),
         "disc_precision": div(s["true_positives"], s["predicted_replaced"]),
         "disc_recall": div(s["true_positives"], s["num_replaced"]),
         "replaced_frac": div(s["num_replaced"], s["num_tokens"]),
         "selected_frac": div(s["num_selected"], s["num_tokens"]),
     }
+    if s["model_mlm_terms"]:
+        out.update(mlm_loss=div(s["model_mlm_loss_sum"], s["model_mlm_terms"]),
+                   mlm_acc=div(s["model_mlm_correct"], s["model_mlm_terms"]))
+    return out

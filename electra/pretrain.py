@@ -25,7 +25,9 @@ from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.errors import UserError
 from electra.model import count_parameters
-from electra.objectives import STAT_NAMES, ElectraPretrainer, MaskedBatch, mask_batch, summarise_stats
+from electra.masking import continuation_flags, make_selector
+from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
+                                MaskedBatch, Selector, mask_batch, summarise_stats)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -98,12 +100,47 @@ class MetricsLog:
 
 
 def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
-                     device: torch.device) -> MaskedBatch:
-    """Move a loader batch to the device and mask it there; whether it has padding is read on the host."""
+                     device: torch.device, select: Selector | None = None, vocab_size: int = 0) -> MaskedBatch:
+    """Move a loader batch to the device and mask it there; whether it has padding is read on the host.
+
+    ``select``: whole-word or span selection (``build_selector``); the MLM objective corrupts as BERT
+    (80% [MASK], 10% a random one of ``vocab_size`` tokens, 10% kept), the others as ELECTRA.
+    """
     has_padding = not bool(batch["attention_mask"].all())  # CPU tensor: free
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    bert = t.objective == "mlm"
     return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
-                      t.mask_prob, t.mask_token_prob, t.seed, has_padding=has_padding)
+                      t.mask_prob, BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob, t.seed,
+                      has_padding=has_padding, select=select,
+                      random_token_prob=BERT_RANDOM_TOKEN_PROB if bert else 0.0, vocab_size=vocab_size)
+
+
+def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
+    """The generator and discriminator of a run, with its objective and weight sharing."""
+    return ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing)
+
+
+def tokenizer_for(data: PretrainingData, out: Path) -> Path:
+    """The run's tokenizer folder (copied from the data folder at the start), else the data folder's."""
+    return out / "tokenizer" if (out / "tokenizer").is_dir() else data.tokenizer_dir
+
+
+def check_word_masking(cfg: PretrainConfig, tokenizer_dir: Path) -> None:
+    if cfg.train.masking == "whole_word" and not tokenizer_dir.is_dir():
+        raise UserError(f"train.masking=whole_word needs the data's WordPiece tokenizer to find words, and "
+                        f"{tokenizer_dir} is missing; use train.masking=span or uniform, or rebuild the data")
+
+
+def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.device) -> tuple[Selector | None, bool]:
+    """``train.masking``'s selection function and whether word boundaries are known (a WordPiece tokenizer)."""
+    t = cfg.train
+    if t.masking == "uniform":
+        return None, False
+    check_word_masking(cfg, tokenizer_dir)
+    flags = continuation_flags(tokenizer_dir, cfg.model.vocab_size)
+    if flags is not None:
+        flags = flags.to(device)
+    return make_selector(t.masking, t.mask_prob, flags, t.span_p, t.span_max), flags is not None
 
 
 # --------------------------------------------------------------------------- set-up
@@ -138,6 +175,7 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         raise UserError(f"{data.dir}: examples of {data.max_seq_length} tokens exceed model.max_position_embeddings "
                         f"{cfg.model.max_position_embeddings}")
     cfg.validate()
+    check_word_masking(cfg, data.tokenizer_dir)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())
     write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": str(init) if init else None,
@@ -151,13 +189,13 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
 
 @torch.no_grad()
 def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfig, device: torch.device,
-             autocast) -> dict[str, float]:
+             autocast, select: Selector | None = None) -> dict[str, float]:
     """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable."""
     model.eval()
     t = cfg.train
     total = torch.zeros(len(STAT_NAMES), device=device)
     for batch in eval_batches(data, t.eval_examples, t.micro_batch_size or t.batch_size):
-        mb = masked_on_device(batch, data.special_ids, t, device)
+        mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
         with autocast():
             _, stats = model(mb, t.seed, t.disc_weight, mb.valid.sum(), mb.attention_mask.sum())
         total += stats
@@ -180,8 +218,10 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     device = resolve_device(t.device)
     autocast = autocast_for(device, t.precision)
 
+    select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
+
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
-    model = ElectraPretrainer(cfg.model, cfg.generator_model_config()).to(device)
+    model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, t, device)
     state = {"step": 0, "position": 0, "tokens_seen": 0}
     if ckpt is not None:
@@ -192,10 +232,14 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
 
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None)
     if state["step"] == 0:
-        log.write({"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
-                   "discriminator_params": count_parameters(model.discriminator),
-                   "generator_params": count_parameters(model.generator) - count_parameters(model.generator.electra.embeddings),
-                   "train_examples": data.num_examples("train"), "accumulation_steps": t.accumulation_steps})
+        gen_params = 0 if model.generator is None else \
+            count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
+        record = {"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
+                  "discriminator_params": count_parameters(model.discriminator), "generator_params": gen_params,
+                  "train_examples": data.num_examples("train"), "accumulation_steps": t.accumulation_steps}
+        if t.masking != "uniform":
+            record["word_boundaries"] = word_boundaries  # span masking without a tokenizer: token spans
+        log.write(record)
 
     stream = BatchStream(data, t.batch_size, state["position"], t.seed, pin_memory=device.type == "cuda")
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -213,7 +257,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            mb = masked_on_device(next(stream), data.special_ids, t, device)
+            mb = masked_on_device(next(stream), data.special_ids, t, device, select, cfg.model.vocab_size)
             # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward).
             num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
             for micro in mb.split(t.accumulation_steps):
@@ -239,13 +283,17 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 log.write({"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
                            "tokens_seen": int(tokens_seen.item()), "steps_per_s": window_steps / elapsed,
                            "tokens_per_s": window_tokens / elapsed})
-                bar.set_postfix(gen=f"{summary['gen_loss']:.3f}", disc=f"{summary['disc_loss']:.3f}",
-                                tok_s=f"{window_tokens / elapsed:.0f}")
+                losses = {"mlm": f"{summary['mlm_loss']:.3f}"} if "mlm_loss" in summary else {}
+                if model.generator is not None:
+                    losses["gen"] = f"{summary['gen_loss']:.3f}"
+                if "mlm_loss" not in summary:
+                    losses["disc"] = f"{summary['disc_loss']:.3f}"
+                bar.set_postfix(**losses, tok_s=f"{window_tokens / elapsed:.0f}")
                 window_stats.zero_()
                 window_grad_norm.zero_()
                 window_start, window_steps = time.perf_counter(), 0
             if done % t.eval_every == 0 or last:
-                log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast)})
+                log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)})
             if done % t.save_every == 0 or last:
                 state["tokens_seen"] = int(tokens_seen.item())
                 save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
@@ -282,6 +330,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
               ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
               ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
+    if "mlm_loss" in train[-1]:  # the MLM objectives: the discriminator-sized network is a masked LM
+        panels = [("mlm_loss", "masked-LM loss"), ("gen_loss", "generator MLM loss"), ("mlm_acc", "masked-LM accuracy"),
+                  ("gen_acc", "generator MLM accuracy"), ("grad_norm", "gradient norm"), ("lr", "learning rate")]
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, title) in zip(axes.flat, panels):
         ax.plot([r["step"] for r in train], [r[key] for r in train], label="train", lw=1)
