@@ -52,6 +52,8 @@ def cmd_pretrain(args) -> None:
     """
     from electra.pretrain import pretrain
 
+    if args.flops_budget is not None:
+        args.set = [*args.set, f"train.flops_budget={args.flops_budget}"]
     out = pretrain(args.data, args.out, preset=args.preset, max_steps=args.max_steps, overrides=args.set,
                    resume=args.resume, progress=not args.quiet, init=args.init)
     print(f"run saved in {out} (metrics: {out / 'metrics.jsonl'}; export with `electra export {out} --out {out / 'hf'}`)")
@@ -191,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--max-steps", type=int, default=None, help="default: the preset's")
+    sp.add_argument("--flops-budget", type=float, default=None, metavar="FLOPS",
+                    help="run length in training FLOPs (analytic, e.g. 1e15): sets max_steps so the schedule "
+                         "ends when the budget is spent; for compute-matched comparisons")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--init", default=None, metavar="FOLDER", help="start from transformers ELECTRA weights")

@@ -131,6 +131,7 @@ class TrainConfig:
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False            # torch.compile the encoders
+    flops_budget: float = 0.0        # > 0: the run's length (max_steps) is this many training FLOPs (analytic)
 
     def validate(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -146,6 +147,8 @@ class TrainConfig:
             )
         if not 0 < self.mask_prob < 1 or not 0 <= self.mask_token_prob <= 1:
             raise UserError("train.mask_prob must be in (0, 1) and train.mask_token_prob in [0, 1]")
+        if self.flops_budget < 0:
+            raise UserError(f"train.flops_budget must be >= 0 (0 = none), got {self.flops_budget}")
         if self.stop_at < 0:
             raise UserError(f"train.stop_at must be >= 0, got {self.stop_at}")
         if self.warmup_steps < 0 or self.learning_rate <= 0:

@@ -128,3 +128,33 @@ def hf_pretrain_flops_per_step(cfg: PretrainConfig, batch_size: int, seq_len: in
         train   = 3 · forward
     """
     return _step_flops(cfg, batch_size, seq_len, batch_size * seq_len)
+
+
+def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
+    """Model FLOPs of one optimiser step of ``cfg`` (batch ``cfg.train.batch_size`` at ``seq_len``) for any
+    ``train.objective``, forward + backward (3 × forward). M = mask_prob · N selected positions::
+
+        electra, electra15   enc(gen) + genhead(M) + enc(disc) + dischead(N)
+        mlm                  enc(disc) + mlmhead_disc(M)                        (no generator)
+        replace_mlm          enc(gen) + genhead(M) + enc(disc) + mlmhead_disc(M)
+        all_tokens_mlm       enc(gen) + genhead(M) + enc(disc) + mlmhead_disc(N) + copyhead(N)
+
+    where mlmhead_disc is the discriminator-sized network's LM head (dense H -> E, tied E -> V) and the
+    copy head has the shape of the discriminator head. Returns ``forward``, ``train`` and
+    ``train_per_token``.
+    """
+    B, objective = cfg.train.batch_size, cfg.train.objective
+    N = B * seq_len
+    M = round(cfg.train.mask_prob * N)
+    disc_enc = encoder_forward_flops(cfg.model, B, seq_len)["total"]
+    if objective == "mlm":
+        forward = disc_enc + generator_head_flops(cfg.model, M)
+    else:
+        gen_cfg = cfg.generator_model_config()
+        generator = encoder_forward_flops(gen_cfg, B, seq_len)["total"] + generator_head_flops(gen_cfg, M)
+        head = {"electra": discriminator_head_flops(cfg.model, N),
+                "electra15": discriminator_head_flops(cfg.model, N),
+                "replace_mlm": generator_head_flops(cfg.model, M),
+                "all_tokens_mlm": generator_head_flops(cfg.model, N) + discriminator_head_flops(cfg.model, N)}[objective]
+        forward = generator + disc_enc + head
+    return {"forward": forward, "train": 3 * forward, "tokens": N, "train_per_token": 3 * forward / N}

@@ -24,6 +24,7 @@ from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, load_check
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.errors import UserError
+from electra.flops import training_flops_per_step
 from electra.model import count_parameters
 from electra.masking import continuation_flags, make_selector
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
@@ -169,6 +170,14 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         cfg.train.max_steps = max_steps
         cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, max_steps // 10))
     apply_overrides(cfg, overrides)
+    if cfg.train.flops_budget:
+        # A compute-matched run: the schedule spans exactly the budget (warm-up capped at 10% of it).
+        if max_steps is not None:
+            raise UserError("give --max-steps or a FLOPs budget, not both: the budget sets the run's length")
+        per_step = training_flops_per_step(cfg, data.max_seq_length)["train"]
+        cfg.train.max_steps = max(1, int(cfg.train.flops_budget // per_step))
+        cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, cfg.train.max_steps // 10))
+        cfg.validate()
     if cfg.model.vocab_size != data.vocab_size:
         raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
     if data.max_seq_length > cfg.model.max_position_embeddings:
@@ -219,6 +228,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     autocast = autocast_for(device, t.precision)
 
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
+    flops_per_step = training_flops_per_step(cfg, data.max_seq_length)["train"]  # analytic, at full length
 
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
     model = build_model(cfg).to(device)
@@ -235,6 +245,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
         gen_params = 0 if model.generator is None else \
             count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
         record = {"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
+                  "flops_per_step": flops_per_step, "max_steps": t.max_steps,
                   "discriminator_params": count_parameters(model.discriminator), "generator_params": gen_params,
                   "train_examples": data.num_examples("train"), "accumulation_steps": t.accumulation_steps}
         if t.masking != "uniform":
@@ -281,7 +292,8 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 elapsed = time.perf_counter() - window_start
                 window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
                 log.write({"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
-                           "tokens_seen": int(tokens_seen.item()), "steps_per_s": window_steps / elapsed,
+                           "tokens_seen": int(tokens_seen.item()), "flops": done * flops_per_step,
+                           "steps_per_s": window_steps / elapsed,
                            "tokens_per_s": window_tokens / elapsed})
                 losses = {"mlm": f"{summary['mlm_loss']:.3f}"} if "mlm_loss" in summary else {}
                 if model.generator is not None:

@@ -118,3 +118,48 @@ def test_attention_grows_quadratically_with_length():
     a, b = encoder_forward_flops(cfg.model, 1, 128), encoder_forward_flops(cfg.model, 1, 512)
     assert b["attention_scores"] == 16 * a["attention_scores"]
     assert b["ffn"] == 4 * a["ffn"]
+
+
+def test_objective_aware_training_flops_by_hand():
+    from electra.flops import training_flops_per_step
+
+    cfg = _tiny_cfg()
+    cfg.train.batch_size = 2  # B=2, T=10: N=20, M=3 (the numbers of the hand calculation above)
+    # electra: the step above, 2515584; electra15 computes the same
+    assert training_flops_per_step(cfg, 10)["train"] == 2515584
+    cfg.train.objective = "electra15"
+    assert training_flops_per_step(cfg, 10)["train"] == 2515584
+    # mlm: discriminator encoder 727040 + its LM head at M=3: 2*3*32*16 + 2*3*16*100 = 3072 + 9600 = 12672
+    #      forward 739712, train 2219136 (no generator, no discriminator head)
+    cfg.train.objective = "mlm"
+    assert training_flops_per_step(cfg, 10)["train"] == 3 * 739712
+    # replace_mlm: generator 69248 + discriminator encoder 727040 + MLM head at M 12672 = 808960
+    cfg.train.objective = "replace_mlm"
+    assert training_flops_per_step(cfg, 10)["train"] == 3 * 808960
+    # all_tokens_mlm: generator 69248 + encoder 727040 + LM head at N=20 (2*20*32*16 + 2*20*16*100 = 20480 + 64000
+    #                 = 84480) + copy head at N (42240) = 923008
+    cfg.train.objective = "all_tokens_mlm"
+    assert training_flops_per_step(cfg, 10)["train"] == 3 * 923008
+
+
+def test_flops_budget_sets_the_run_length_and_is_logged(tmp_path):
+    import json
+
+    from electra.flops import training_flops_per_step
+    from electra.pretrain import pretrain
+    from synthetic import make_data_dir
+
+    data = make_data_dir(tmp_path / "data")
+    small = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2",
+             "model.intermediate_size=64", "train.batch_size=8", "train.log_every=1", "generator.hidden_fraction=0.5"]
+    cfg = preset_config("tiny", vocab_size=120)
+    from electra.config import apply_overrides
+    apply_overrides(cfg, small)
+    per_step = training_flops_per_step(cfg, 32)["train"]
+    run = pretrain(data, tmp_path / "run", preset="tiny", progress=False,
+                   overrides=small + [f"train.flops_budget={per_step * 7.5}"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "flops" in r]
+    assert [r["step"] for r in steps] == list(range(1, 8))  # 7 whole steps fit in 7.5 steps' FLOPs
+    assert steps[-1]["flops"] == 7 * per_step <= per_step * 7.5
+    assert records[0]["flops_per_step"] == per_step and records[0]["max_steps"] == 7
