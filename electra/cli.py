@@ -148,6 +148,23 @@ def cmd_inspect(args) -> None:
     inspect_text(Path(args.model), args.text, color=None if args.color == "auto" else args.color == "always")
 
 
+def cmd_study(args) -> None:
+    """Compute-matched comparison: objectives x FLOPs budgets x seeds, each pre-trained then fine-tuned on probes.
+
+    Writes OUT/results.csv and OUT/results.png (dev score against pre-training FLOPs, one line per objective,
+    min-max band over seeds). Rerunning the same command after a crash skips finished cells and resumes the
+    rest. --probe TASK:TRAIN:DEV (or NAME=TASK:TRAIN:DEV), repeatable. --baseline adds from-scratch fine-tuning.
+    """
+    from electra.study import Probe, run_study
+
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    csv_path, png = run_study(Path(args.out), args.data, args.preset, args.objectives.split(","), budgets, seeds,
+                              [Probe.parse(p) for p in args.probe], baseline=args.baseline, jobs=args.jobs,
+                              pretrain_set=args.set, finetune_set=args.finetune_set)
+    print(f"results: {csv_path}" + (f", plot: {png}" if png else ""))
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (plus a pointer to --help), like every other error."""
 
@@ -237,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, metavar="MODEL")
     sp.add_argument("text", help="the text to score")
     sp.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+
+    sp = verb(verbs, "study", cmd_study)
+    sp.add_argument("--data", required=True, help="a data folder from `electra data build`")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--preset", choices=PRESETS, default="tiny")
+    sp.add_argument("--objectives", default="electra,mlm", help="comma-separated train.objective values")
+    sp.add_argument("--budgets", required=True, help="comma-separated pre-training FLOPs budgets, e.g. 1e14,3e14,1e15")
+    sp.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (pre-training and fine-tuning)")
+    sp.add_argument("--probe", action="append", default=[], metavar="TASK:TRAIN:DEV")
+    sp.add_argument("--baseline", action="store_true", help="also fine-tune from scratch for every seed")
+    sp.add_argument("--jobs", type=int, default=1, help="cells run at the same time (threads are split)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pre-training override")
+    sp.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning override")
 
     sp = verb(verbs, "demo", cmd_demo)
     sp.add_argument("--out", default="runs/demo")

@@ -1,0 +1,234 @@
+"""``electra study``: compute-matched comparisons of pre-training objectives, as the paper's Figure 3/4.
+
+A grid of cells (objective × FLOPs budget × seed). Each cell pre-trains with ``--flops-budget`` (so
+the schedule ends exactly when the budget is spent), then fine-tunes the result on every probe task
+and records the dev score. The study folder::
+
+    out/study.json                     the grid (written once; a rerun must ask for the same grid)
+    out/pretrain/<cell>/               one `electra pretrain` run per cell
+    out/finetune/<cell>/<probe>/       one `electra finetune` run per cell and probe
+    out/cells/<cell>.json              a finished cell's scores: the unit of resumption
+    out/results.csv, out/results.png   every finished cell; score against pre-training FLOPs
+
+Cells run as separate processes (`python -m electra ...`), ``jobs`` at a time, each with
+``cores // jobs`` threads, so a crash (or a kill) loses at most the cells in flight: a rerun of the
+same command skips finished cells, resumes interrupted pre-training runs from their last checkpoint
+and redoes interrupted fine-tuning runs. ``--baseline`` adds a from-scratch fine-tuning per seed
+(FLOPs 0), drawn as a horizontal reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from electra.config import OBJECTIVES
+from electra.errors import UserError
+
+TASK_NAMES = ("classification", "tagging", "qa")
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str    # e.g. rotten_tomatoes (the train file's folder name)
+    task: str
+    train: str
+    dev: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Probe":
+        """``TASK:TRAIN:DEV`` or ``NAME=TASK:TRAIN:DEV``."""
+        name, _, spec = text.rpartition("=") if "=" in text.split(":")[0] else ("", "", text)
+        parts = spec.split(":")
+        if len(parts) != 3 or parts[0] not in TASK_NAMES:
+            raise UserError(f"--probe {text!r}: expected TASK:TRAIN:DEV with TASK one of {', '.join(TASK_NAMES)}")
+        task, train, dev = parts
+        for f in (train, dev):
+            if not Path(f).is_file():
+                raise UserError(f"--probe {text!r}: {f} is not a file")
+        return cls(name or Path(train).parent.name or Path(train).stem, task, str(Path(train).resolve()),
+                   str(Path(dev).resolve()))
+
+
+@dataclass(frozen=True)
+class Cell:
+    objective: str
+    budget: float   # pre-training FLOPs; 0 = the from-scratch baseline (no pre-training)
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.objective}-{self.budget:.3g}-s{self.seed}".replace("+", "")
+
+
+def _electra(args: list[str], threads: int, log: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(log, "a") as f:
+        proc = subprocess.run([sys.executable, "-m", "electra", *args, "--quiet"], stdout=f, stderr=subprocess.STDOUT,
+                              env=env)
+    if proc.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"`electra {args[0]}` failed (exit {proc.returncode}): {tail[0]}; full log: {log}")
+
+
+def run_cell(cell: Cell, out: Path, data: str, preset: str, probes: list[Probe], pretrain_set: list[str],
+             finetune_set: list[str], threads: int) -> dict:
+    """Pre-train (or resume) and fine-tune one cell; returns and saves its scores."""
+    logs = out / "logs"
+    log = logs / f"{cell.name}.log"
+    run = out / "pretrain" / cell.name
+    if cell.budget > 0:
+        if (run / "config.json").is_file():
+            _electra(["pretrain", "--data", data, "--out", str(run), "--resume"], threads, log)
+        else:
+            shutil.rmtree(run, ignore_errors=True)  # a run killed before its config was written
+            _electra(["pretrain", "--preset", preset, "--data", data, "--out", str(run),
+                      "--set", f"train.objective={cell.objective}", "--set", f"train.flops_budget={cell.budget}",
+                      "--set", f"train.seed={cell.seed}", *[a for kv in pretrain_set for a in ("--set", kv)]],
+                     threads, log)
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        spent = max(r.get("flops", 0) for r in records)
+        steps = max(r["step"] for r in records)
+    else:
+        spent, steps = 0, 0
+    model = str(run) if cell.budget > 0 else str(out / "pretrain" / "architecture")
+    result = {**asdict(cell), "cell": cell.name, "pretrain_flops": spent, "pretrain_steps": steps, "scores": {}}
+    for probe in probes:
+        ft = out / "finetune" / cell.name / probe.name
+        shutil.rmtree(ft, ignore_errors=True)  # fine-tuning is short: an interrupted one is redone
+        extra = ["--set", "init=scratch"] if cell.budget == 0 else []
+        _electra(["finetune", "--model", model, "--task", probe.task, "--train", probe.train, "--dev", probe.dev,
+                  "--out", str(ft), "--set", f"seed={cell.seed}", *extra,
+                  *[a for kv in finetune_set for a in ("--set", kv)]], threads, log)
+        res = json.loads((ft / "results.json").read_text())
+        result["scores"][probe.name] = {"metric": res["primary_metric"],
+                                        "score": res["seeds"][0][res["primary_metric"]],
+                                        "collapsed": bool(res["collapsed_seeds"])}
+    tmp = out / "cells" / f".{cell.name}.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out / "cells" / f"{cell.name}.json")  # the cell counts as done only once this exists
+    return result
+
+
+def _architecture_source(out: Path, data: str, preset: str, pretrain_set: list[str], threads: int) -> None:
+    """The baseline needs the architecture and tokenizer without pre-training: a 1-step run, never used
+    for its weights (fine-tuning with init=scratch re-initialises everything)."""
+    run = out / "pretrain" / "architecture"
+    if not (run / "checkpoints").is_dir():
+        shutil.rmtree(run, ignore_errors=True)
+        _electra(["pretrain", "--preset", preset, "--data", data, "--out", str(run), "--max-steps", "1",
+                  *[a for kv in pretrain_set for a in ("--set", kv)]], threads, out / "logs" / "architecture.log")
+
+
+def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
+    """results.csv (one row per cell and probe) and results.png (score against FLOPs, per objective)."""
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    rows = [{"objective": c["objective"], "budget": c["budget"], "seed": c["seed"],
+             "pretrain_flops": c["pretrain_flops"], "pretrain_steps": c["pretrain_steps"], "probe": name,
+             "metric": s["metric"], "score": s["score"], "collapsed": s["collapsed"]}
+            for c in cells for name, s in c["scores"].items()]
+    csv_path = out / "results.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["objective", "budget", "seed", "pretrain_flops", "pretrain_steps",
+                                               "probe", "metric", "score", "collapsed"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if not rows:
+        return csv_path, None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [p.name for p in probes if any(r["probe"] == p.name for r in rows)]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = [r for r in rows if r["probe"] == name]
+        for objective in sorted({r["objective"] for r in mine if r["budget"] > 0}):
+            by_budget: dict[float, list] = {}
+            for r in mine:
+                if r["objective"] == objective and r["budget"] > 0:
+                    by_budget.setdefault(r["budget"], []).append(r)
+            budgets = sorted(by_budget)
+            x = [statistics.fmean(r["pretrain_flops"] for r in by_budget[b]) for b in budgets]
+            scores = [[r["score"] for r in by_budget[b]] for b in budgets]
+            mean = [statistics.fmean(s) for s in scores]
+            line, = ax.plot(x, mean, marker="o", label=f"{objective} (mean of {max(len(s) for s in scores)} seeds)")
+            ax.fill_between(x, [min(s) for s in scores], [max(s) for s in scores], alpha=0.2, color=line.get_color())
+        scratch = [r["score"] for r in mine if r["budget"] == 0]
+        if scratch:
+            ax.axhline(statistics.fmean(scratch), color="grey", linestyle="--",
+                       label=f"from scratch (mean of {len(scratch)})")
+        ax.set_xscale("log")
+        ax.set_xlabel("pre-training FLOPs")
+        ax.set_ylabel(f"dev {mine[0]['metric']}")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = out / "results.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return csv_path, png
+
+
+def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets: list[float], seeds: list[int],
+              probes: list[Probe], baseline: bool = False, jobs: int = 1, pretrain_set: list[str] | None = None,
+              finetune_set: list[str] | None = None) -> tuple[Path, Path | None]:
+    out = Path(out)
+    pretrain_set, finetune_set = pretrain_set or [], finetune_set or []
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise UserError(f"--objectives: {o!r} is not one of {', '.join(OBJECTIVES)}")
+    if not probes:
+        raise UserError("give at least one --probe TASK:TRAIN:DEV")
+    if any(b <= 0 for b in budgets) or not budgets:
+        raise UserError("--budgets: give one or more positive FLOPs budgets, e.g. 1e14,3e14,1e15")
+    grid = {"data": str(Path(data).resolve()), "preset": preset, "objectives": objectives, "budgets": budgets,
+            "seeds": seeds, "probes": [asdict(p) for p in probes], "baseline": baseline,
+            "pretrain_set": pretrain_set, "finetune_set": finetune_set}
+    if (out / "study.json").is_file():
+        if json.loads((out / "study.json").read_text()) != grid:
+            raise UserError(f"{out}: holds a different study (see study.json); rerun it with the same options "
+                            f"to resume it, or choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not a study; choose another --out")
+    for sub in ("pretrain", "finetune", "cells", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps(grid, indent=2))
+
+    cells = [Cell(o, b, s) for o in objectives for b in budgets for s in seeds]
+    if baseline:
+        cells += [Cell("scratch", 0.0, s) for s in seeds]
+    todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
+    print(f"study: {len(cells)} cells ({len(cells) - len(todo)} done), {len(probes)} probe(s), {jobs} at a time")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if any(c.budget == 0 for c in todo):
+        _architecture_source(out, data, preset, pretrain_set, threads)
+    failures = []
+
+    def work(cell: Cell):
+        try:
+            r = run_cell(cell, out, data, preset, probes, pretrain_set, finetune_set, threads)
+            shown = ", ".join(f"{k} {v['score']:.4f}" for k, v in r["scores"].items())
+            print(f"  done {cell.name}: {r['pretrain_steps']} steps, {r['pretrain_flops']:.3g} FLOPs; {shown}",
+                  flush=True)
+        except RuntimeError as e:
+            failures.append(f"{cell.name}: {e}")
+            print(f"  FAILED {cell.name}: {e}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(work, todo))
+    csv_path, png = write_results(out, probes)
+    if failures:
+        raise UserError(f"{len(failures)} cell(s) failed (first: {failures[0]}); rerun the same command to retry "
+                        f"them; finished cells are kept")
+    return csv_path, png

@@ -1,0 +1,98 @@
+"""`electra study`: a small grid end to end, its CSV and plot, and resumption after a kill mid-grid."""
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from electra.data.corpus import build_dataset
+from electra.data.tokenizer import train_tokenizer
+from electra.errors import UserError
+from electra.study import Probe, run_study
+
+WORDS = "the film was quite a story with some acting and music in it great awful dull fine".split()
+TINY = ["model.hidden_size=32", "model.embedding_size=32", "model.num_hidden_layers=2", "model.intermediate_size=64",
+        "model.num_attention_heads=2", "train.batch_size=8", "train.log_every=1", "train.eval_every=1000",
+        "train.save_every=2", "generator.hidden_fraction=0.5"]
+FT = ["epochs=1", "batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    rng = random.Random(0)
+    corpus = root / "corpus.txt"
+    docs = ["\n".join(" ".join(rng.choices(WORDS, k=12)) + " ." for _ in range(8)) for _ in range(40)]
+    corpus.write_text("\n\n".join(docs) + "\n")
+    train_tokenizer([corpus], 120, root / "tok", progress=False)
+    build_dataset([corpus], root / "tok", root / "data", max_seq_length=32, progress=False)
+    for split, n in (("train", 64), ("dev", 32)):
+        rows = ["sentence\tlabel"] + [f"{' '.join(rng.choices(WORDS, k=6))}\t{i % 2}" for i in range(n)]
+        (root / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _per_step_flops(root):
+    from electra.config import apply_overrides, preset_config
+    from electra.flops import training_flops_per_step
+
+    cfg = preset_config("tiny", vocab_size=120)
+    apply_overrides(cfg, TINY)
+    return training_flops_per_step(cfg, 32)["train"]
+
+
+def test_study_grid_csv_plot_and_resume_after_kill(setup, tmp_path):
+    root = setup
+    budget = _per_step_flops(root) * 4.5  # 4 steps of electra; mlm (cheaper per step) gets more
+    out = tmp_path / "study"
+    args = [sys.executable, "-m", "electra", "study", "--data", str(root / "data"), "--out", str(out),
+            "--objectives", "electra,mlm", "--budgets", str(budget), "--seeds", "1,2", "--baseline",
+            "--probe", f"sst=classification:{root / 'train.tsv'}:{root / 'dev.tsv'}", "--quiet",
+            *[a for kv in TINY for a in ("--set", kv)], *[a for kv in FT for a in ("--finetune-set", kv)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Kill the study (and its children) as soon as the first cell has finished: mid-grid.
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((out / "cells").glob("*.json")):  # (an absent folder globs to nothing)
+        assert proc.poll() is None and time.time() < deadline, "the study ended or hung before its first cell"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert 1 <= len(finished) < 6
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert len(cells) == 6  # 2 objectives x 1 budget x 2 seeds + 2 baseline seeds
+    assert all(cells[name] == mtime for name, mtime in finished.items())  # finished cells were not redone
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 6 and {r["objective"] for r in rows} == {"electra", "mlm", "scratch"}
+    for r in rows:
+        assert float(r["pretrain_flops"]) <= budget and 0 <= float(r["score"]) <= 1 and r["metric"] == "accuracy"
+    electra_steps = {int(r["pretrain_steps"]) for r in rows if r["objective"] == "electra"}
+    mlm_steps = {int(r["pretrain_steps"]) for r in rows if r["objective"] == "mlm"}
+    assert electra_steps == {4} and min(mlm_steps) > 4  # compute-matched: the cheaper objective runs longer
+    assert {float(r["pretrain_flops"]) for r in rows if r["objective"] == "scratch"} == {0.0}
+    assert (out / "results.png").stat().st_size > 10_000
+
+
+def test_study_refuses_a_different_grid_in_the_same_folder(setup, tmp_path):
+    root = setup
+    out = tmp_path / "s"
+    probe = Probe.parse(f"classification:{root / 'train.tsv'}:{root / 'dev.tsv'}")
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"something": "else"}))
+    with pytest.raises(UserError, match="holds a different study"):
+        run_study(out, str(root / "data"), "tiny", ["electra"], [1e9], [1], [probe])
+    with pytest.raises(UserError, match="not one of"):
+        run_study(tmp_path / "t", str(root / "data"), "tiny", ["bert"], [1e9], [1], [probe])
+    with pytest.raises(UserError, match="expected TASK:TRAIN:DEV"):
+        Probe.parse("sentiment:a:b")
