@@ -18,8 +18,11 @@ Because parameter names equal transformers' ELECTRA names, export is a prefix sp
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -108,9 +111,72 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
 
 
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint folder cannot be trusted (a missing, truncated or altered file), or None if it is whole.
+
+    Checkpoints written before manifests existed are accepted when all their files are present."""
+    path = Path(path)
+    missing = [n for n in CHECKPOINT_FILES if not (path / n).is_file()]
+    if missing:
+        return f"{missing[0]} is missing"
+    if not (path / MANIFEST).is_file():
+        return None
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        for name, entry in manifest.items():
+            size = (path / name).stat().st_size
+            if size != entry["bytes"]:
+                return f"{name} has {size} bytes, the manifest says {entry['bytes']} (truncated?)"
+            if _sha256(path / name) != entry["sha256"]:
+                return f"{name} does not match its checksum (corrupted)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"unreadable manifest ({e})"
+    return None
+
+
+def latest_good_checkpoint(run_dir: Path, report=None) -> Path | None:
+    """The newest checkpoint that passes ``checkpoint_problem``; each newer, broken one is reported (one line
+    each, to stderr by default) and skipped, never deleted: a user may want to look at it."""
+    for ckpt in reversed(checkpoint_dirs(run_dir)):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        message = f"warning: {ckpt}: {problem}; using the previous checkpoint"
+        (report or (lambda m: print(m, file=sys.stderr)))(message)
+    return None
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], keep: int) -> Path:
     final = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
+    try:
+        _write_checkpoint(final, model, optimizer, state)
+    except OSError as e:
+        # AtomicDir removed the partial folder; every earlier checkpoint is untouched.
+        previous = [c.name for c in checkpoint_dirs(run_dir) if c != final]
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise UserError(f"{final}: could not save the checkpoint ({why}); {kept}; free space (or fix the cause) "
+                        f"and continue with --resume") from None
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      state: dict[str, Any]) -> None:
     with AtomicDir(final) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -119,9 +185,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, tmp / "rng.pt")
         write_json(tmp / "state.json", state)
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+        write_json(tmp / MANIFEST, {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+                                    for name in CHECKPOINT_FILES})
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -207,10 +272,13 @@ def load_run_config(run_dir: Path) -> PretrainConfig:
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
-    ckpts = checkpoint_dirs(run_dir)
-    if not ckpts:
+    """The newest intact checkpoint (broken newer ones are reported and skipped)."""
+    if not checkpoint_dirs(run_dir):
         raise UserError(f"{run_dir}: the run has no checkpoint yet; train it first (checkpoints are saved every train.save_every steps and at the end)")
-    return ckpts[-1]
+    ckpt = latest_good_checkpoint(run_dir)
+    if ckpt is None:
+        raise UserError(f"{run_dir}: every checkpoint is damaged (see the warnings above); the run cannot be continued")
+    return ckpt
 
 
 def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:

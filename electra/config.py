@@ -78,6 +78,12 @@ ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm")
 SHARING = ("embeddings", "none", "all", "gdes")
 MASKINGS = ("uniform", "whole_word", "span")
+# Training algorithms (paper §3.2 and appendix F; electra/algorithms.py): joint MLE training of both networks,
+# generator first then a frozen generator with the discriminator initialised from it, and a generator trained by
+# REINFORCE to maximise the discriminator's loss.
+ALGORITHMS = ("joint", "two_stage", "adversarial")
+# Sharing that keeps a two-stage generator frozen while the discriminator trains (nothing trainable in common).
+TWO_STAGE_SHARING = ("none", "gdes")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -132,6 +138,9 @@ class TrainConfig:
     precision: str = "auto"          # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False            # torch.compile the encoders
     flops_budget: float = 0.0        # > 0: the run's length (max_steps) is this many training FLOPs (analytic)
+    algorithm: str = "joint"         # ALGORITHMS: joint | two_stage | adversarial (REINFORCE generator)
+    two_stage_generator_steps: int = 0  # two_stage: generator-only steps before the switch; 0 = max_steps // 2,
+                                        # fixed in config.json when the run is created
 
     def validate(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -155,12 +164,28 @@ class TrainConfig:
             raise UserError("train.warmup_steps must be >= 0 and train.learning_rate > 0")
         _check_choice("train.objective", self.objective, OBJECTIVES)
         _check_choice("train.masking", self.masking, MASKINGS)
+        _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
+        if self.two_stage_generator_steps < 0:
+            raise UserError(f"train.two_stage_generator_steps must be >= 0 (0 = half of max_steps), "
+                            f"got {self.two_stage_generator_steps}")
+        if self.two_stage_generator_steps and self.algorithm != "two_stage":
+            raise UserError(f"train.two_stage_generator_steps applies only with train.algorithm=two_stage "
+                            f"(got train.algorithm={self.algorithm}); valid algorithms: {', '.join(ALGORITHMS)}")
+        if self.algorithm == "two_stage" and (self.max_steps < 2 or self.two_stage_switch_step() >= self.max_steps):
+            raise UserError(f"train.algorithm=two_stage needs at least one step of each stage: "
+                            f"train.two_stage_generator_steps ({self.two_stage_generator_steps}) must be below "
+                            f"train.max_steps ({self.max_steps}), and max_steps >= 2")
         if not 0 < self.span_p <= 1 or self.span_max < 1:
             raise UserError(f"train.span_p must be in (0, 1] and train.span_max >= 1, got {self.span_p}, {self.span_max}")
 
     @property
     def accumulation_steps(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+    def two_stage_switch_step(self) -> int:
+        """n, the number of generator-only steps of ``two_stage``: steps 0..n-1 train the generator, n.. the
+        discriminator."""
+        return self.two_stage_generator_steps or self.max_steps // 2
 
 
 @dataclass
@@ -202,6 +227,21 @@ class PretrainConfig:
         if g.sharing == "gdes" and objective not in ("electra", "electra15"):
             raise UserError(f"generator.sharing=gdes is defined for a replaced-token-detection discriminator; "
                             f"valid objectives with it: electra, electra15 (got {objective})")
+        algorithm = self.train.algorithm
+        if algorithm != "joint" and objective not in ("electra", "electra15"):
+            raise UserError(f"train.algorithm={algorithm} trains a replaced-token-detection discriminator against "
+                            f"a generator; valid objectives with it: electra, electra15 (got {objective}); "
+                            f"other objectives use train.algorithm=joint")
+        if algorithm == "two_stage" and g.sharing not in TWO_STAGE_SHARING:
+            raise UserError(f"train.algorithm=two_stage freezes the generator while the discriminator trains, so "
+                            f"they cannot share trained weights; valid generator.sharing with it: "
+                            f"{', '.join(TWO_STAGE_SHARING)} (got {g.sharing}). The discriminator is initialised "
+                            f"from the generator's encoder tensors of equal name and shape (all of them with "
+                            f"generator.hidden_fraction=1 and layers_fraction=1, else only those that match)")
+        if algorithm == "adversarial" and g.sharing == "all":
+            raise UserError("train.algorithm=adversarial trains the generator to maximise the discriminator's loss, "
+                            "so one shared encoder would be trained against itself; valid generator.sharing with "
+                            "it: embeddings, none, gdes")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -40,7 +40,10 @@ ELECTRA-Small is about a quarter of the whole step.
 
 from __future__ import annotations
 
+import dataclasses
+
 from electra.config import ModelConfig, PretrainConfig
+from electra.errors import UserError
 
 
 def encoder_forward_flops(model_cfg: ModelConfig, batch: int, seq: int) -> dict[str, int]:
@@ -142,6 +145,13 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
     where mlmhead_disc is the discriminator-sized network's LM head (dense H -> E, tied E -> V) and the
     copy head has the shape of the discriminator head. Returns ``forward``, ``train`` and
     ``train_per_token``.
+
+    ``train.algorithm``: ``adversarial`` costs as ``joint`` (REINFORCE backpropagates through the same generator
+    graph as the MLM loss; the log-softmax and rewards are elementwise). ``two_stage`` has two step costs, also
+    returned: ``stage_one`` = 3·gen (the generator alone, forward and backward) for the first n =
+    ``two_stage_switch_step()`` steps, then ``stage_two`` = gen + 3·disc (the frozen generator runs forward
+    only). Its ``train`` is the average over the run, (n·stage_one + (max_steps − n)·stage_two) / max_steps;
+    ``training_flops`` counts each step at its own cost.
     """
     B, objective = cfg.train.batch_size, cfg.train.objective
     N = B * seq_len
@@ -157,4 +167,50 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
                 "replace_mlm": generator_head_flops(cfg.model, M),
                 "all_tokens_mlm": generator_head_flops(cfg.model, N) + discriminator_head_flops(cfg.model, N)}[objective]
         forward = generator + disc_enc + head
+        if cfg.train.algorithm == "two_stage":
+            n, steps = cfg.train.two_stage_switch_step(), cfg.train.max_steps
+            stage_one, stage_two = 3 * generator, generator + 3 * (disc_enc + head)
+            train = (n * stage_one + (steps - n) * stage_two) / steps
+            return {"forward": forward, "train": train, "tokens": N, "train_per_token": train / N,
+                    "stage_one": stage_one, "stage_two": stage_two, "switch_step": n}
     return {"forward": forward, "train": 3 * forward, "tokens": N, "train_per_token": 3 * forward / N}
+
+
+def training_flops(cfg: PretrainConfig, seq_len: int, steps: int) -> int | float:
+    """Model FLOPs of the first ``steps`` optimiser steps of ``cfg``: ``steps · train``, or for ``two_stage``
+    min(steps, n)·stage_one + max(0, steps − n)·stage_two."""
+    per = training_flops_per_step(cfg, seq_len)
+    if "switch_step" not in per:
+        return steps * per["train"]
+    n = per["switch_step"]
+    return min(steps, n) * per["stage_one"] + max(0, steps - n) * per["stage_two"]
+
+
+def steps_for_budget(cfg: PretrainConfig, seq_len: int, budget: float) -> int:
+    """``max_steps`` for a FLOPs budget: the most whole steps whose ``training_flops`` fit in it (at least 1).
+
+    For ``two_stage`` the switch step n depends on the run's length when it is "half" (0): the largest
+    ``max_steps`` whose run, stage one included, fits is found by bisection.
+    """
+    t = cfg.train
+    if t.algorithm != "two_stage":
+        return max(1, int(budget // training_flops_per_step(cfg, seq_len)["train"]))
+
+    def run_cost(steps: int) -> float:
+        trial = PretrainConfig(preset=cfg.preset, model=cfg.model, generator=cfg.generator,
+                               train=dataclasses.replace(t, max_steps=steps))
+        return training_flops(trial, seq_len, steps)
+
+    lo = t.two_stage_generator_steps + 1 if t.two_stage_generator_steps else 2  # the shortest two-stage run
+    if run_cost(lo) > budget:
+        raise UserError(f"train.flops_budget {budget:.4g} is less than the shortest two-stage run "
+                        f"({lo} steps, {run_cost(lo):.4g} FLOPs); raise the budget or lower "
+                        f"train.two_stage_generator_steps")
+    hi = lo
+    while run_cost(hi * 2) <= budget:  # run_cost grows with steps
+        hi *= 2
+    hi *= 2  # run_cost(lo) <= budget < run_cost(hi) from here on
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if run_cost(mid) <= budget else (lo, mid)
+    return lo

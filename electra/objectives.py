@@ -9,13 +9,15 @@ micro-batch split, the number of processes or the step a run was resumed at
 
 The ablations of the paper (issue 4: ``train.objective`` mlm, electra15, replace_mlm, all_tokens_mlm;
 ``generator.sharing`` none, all, gdes) are branches of ``ElectraPretrainer``; their networks are built in
-objective_variants.py, and whole-word and span selection live in masking.py.
+objective_variants.py, and whole-word and span selection live in masking.py. The training algorithms
+(``train.algorithm`` two_stage, adversarial) are its phases; their pieces live in algorithms.py.
 
 Shapes: B batch, T length, V vocabulary, M selected positions in the batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from electra.algorithms import PHASES, RewardBaseline, frozen, position_rewards, reinforce_loss
 from electra.config import ModelConfig
 from electra.model import ElectraForMaskedLM
 from electra.objective_variants import (copy_mixture_argmax, copy_mixture_log_prob, pretraining_network,
@@ -210,10 +213,11 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
 # Order of the per-batch sums returned by ElectraPretrainer.forward (summed over micro-batches,
 # then turned into means by pretrain.summarise_stats). gen = the generator's MLM; disc = the binary
 # discriminator loss over its ``disc_terms`` scored tokens; model_mlm = the discriminator-sized masked LM
-# of the MLM objectives (mlm, replace_mlm, all_tokens_mlm).
+# of the MLM objectives (mlm, replace_mlm, all_tokens_mlm); reward = the adversarial generator's REINFORCE
+# reward over its ``reward_terms`` sampled positions.
 STAT_NAMES = ("mlm_loss_sum", "mlm_correct", "num_selected", "disc_loss_sum", "disc_correct", "num_tokens",
               "true_positives", "predicted_replaced", "num_replaced", "disc_terms",
-              "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms")
+              "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms", "reward_sum", "reward_terms")
 
 
 def _stack_stats(**values: torch.Tensor) -> torch.Tensor:
@@ -241,14 +245,23 @@ class ElectraPretrainer(nn.Module):
     ``objective`` and ``sharing`` select the paper's ablations (config.OBJECTIVES, config.SHARING); the
     defaults are ELECTRA. The discriminator-sized network is always ``self.discriminator`` (a masked LM
     for the MLM objectives); ``self.generator`` is None for ``mlm``.
+
+    ``algorithm`` (config.ALGORITHMS) sets the starting ``phase`` (algorithms.PHASES): ``joint``, ``adversarial``
+    (which adds the ``reward_baseline``), or for ``two_stage`` ``generator``; the training loop moves a two-stage
+    run to ``discriminator`` at the switch (algorithms.phase_at).
     """
 
     def __init__(self, discriminator_config: ModelConfig, generator_config: ModelConfig,
-                 objective: str = "electra", sharing: str = "embeddings"):
+                 objective: str = "electra", sharing: str = "embeddings", algorithm: str = "joint"):
         super().__init__()
         if generator_config.embedding_size != discriminator_config.embedding_size:
             raise ValueError("shared embeddings need the same embedding_size")
         self.objective = objective
+        self.phase = "generator" if algorithm == "two_stage" else algorithm
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown algorithm {algorithm!r}")
+        if algorithm == "adversarial":
+            self.reward_baseline = RewardBaseline()
         self.discriminator = pretraining_network(discriminator_config, objective)
         if objective == "mlm":
             self.generator = None  # BERT: one network, the discriminator-sized masked LM
@@ -275,12 +288,20 @@ class ElectraPretrainer(nn.Module):
             return self._masked_lm_forward(mb, seed, num_selected_total, num_tokens_total)
         B, P = mb.positions.shape
         mask = mb.encoder_mask
-        # Generator: MLM at the selected positions only; logits (B, P, V).
-        gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
+        phase = self.phase
+        # Generator: MLM at the selected positions only; logits (B, P, V). Frozen in two-stage's stage two.
+        with frozen(self.generator) if phase == "discriminator" else contextlib.nullcontext():
+            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
         targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
         weight = mb.valid.float()
         mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
                                      reduction="none").view(B, P) * weight
+        if phase == "generator":  # two-stage, stage one: the generator's MLM alone; no discriminator at all
+            with torch.no_grad():
+                stats = _stack_stats(mlm_loss_sum=mlm_losses.sum(),
+                                     mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
+                                     num_selected=weight.sum(), num_tokens=mb.attention_mask.sum())
+            return mlm_losses.sum() / num_selected_total, stats
 
         disc_input = sample_replacements(gen_logits, mb, targets, seed)  # (B, T)
         labels = replaced_labels(mb.input_ids, disc_input, mb.attention_mask)  # (B, T)
@@ -295,7 +316,17 @@ class ElectraPretrainer(nn.Module):
             scored, num_scored_total = real, num_tokens_total
         disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * scored
 
-        loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_scored_total
+        extra: dict[str, torch.Tensor] = {}
+        if phase == "joint":
+            loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_scored_total
+        elif phase == "discriminator":  # two-stage, stage two: the frozen generator only samples
+            loss = disc_weight * disc_losses.sum() / num_scored_total
+        else:  # adversarial: REINFORCE on the discriminator's loss at each sampled position, no MLM term
+            rewards = position_rewards(disc_logits, labels, mb.positions)  # (B, P)
+            sampled = disc_input.gather(1, mb.positions)  # (B, P) the Gumbel-max samples
+            loss = reinforce_loss(gen_logits, sampled, rewards, self.reward_baseline.value(), weight,
+                                  num_selected_total) + disc_weight * disc_losses.sum() / num_scored_total
+            extra = {"reward_sum": (rewards * weight).sum(), "reward_terms": weight.sum()}
 
         with torch.no_grad():
             scored_b = scored.bool()
@@ -312,8 +343,16 @@ class ElectraPretrainer(nn.Module):
                 predicted_replaced=predicted.sum(),
                 num_replaced=truth.sum(),
                 disc_terms=scored.sum(),
+                **extra,
             )
         return loss, stats
+
+    @torch.no_grad()
+    def end_step(self, step_stats: torch.Tensor) -> None:
+        """After an optimiser step, with the step's summed stats: the adversarial baseline takes its mean reward."""
+        if self.phase == "adversarial":
+            self.reward_baseline.update(step_stats[STAT_NAMES.index("reward_sum")],
+                                        step_stats[STAT_NAMES.index("reward_terms")])
 
     def _masked_lm_forward(self, mb: MaskedBatch, seed: int, num_selected_total: torch.Tensor,
                            num_tokens_total: torch.Tensor):
@@ -379,4 +418,6 @@ def summarise_stats(stats: torch.Tensor) -> dict[str, float]:
     if s["model_mlm_terms"]:
         out.update(mlm_loss=div(s["model_mlm_loss_sum"], s["model_mlm_terms"]),
                    mlm_acc=div(s["model_mlm_correct"], s["model_mlm_terms"]))
+    if s["reward_terms"]:
+        out["reward"] = div(s["reward_sum"], s["reward_terms"])
     return out

@@ -19,12 +19,14 @@ import torch
 from tqdm import tqdm
 
 from electra import __version__
-from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, load_checkpoint, load_pretrainer_from_hf,
-                                load_run_config, save_checkpoint, write_json)
+from electra.algorithms import algorithm_state, init_discriminator_from_generator, load_algorithm_state, phase_at, \
+    schedule_position
+from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_good_checkpoint, load_checkpoint,
+                                load_pretrainer_from_hf, load_run_config, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.errors import UserError
-from electra.flops import training_flops_per_step
+from electra.flops import steps_for_budget, training_flops, training_flops_per_step
 from electra.model import count_parameters
 from electra.masking import continuation_flags, make_selector
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
@@ -117,8 +119,24 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
 
 
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
-    """The generator and discriminator of a run, with its objective and weight sharing."""
-    return ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing)
+    """The generator and discriminator of a run, with its objective, weight sharing and training algorithm."""
+    return ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing,
+                             cfg.train.algorithm)
+
+
+def enter_phase(model: ElectraPretrainer, step: int, t: TrainConfig) -> dict[str, Any] | None:
+    """Put the model in the phase of step ``step`` (algorithms.phase_at). At two-stage's switch (the first
+    discriminator step, n) the discriminator is initialised from the generator; returns the log record then.
+
+    The record carries step n + 1, the step it precedes, so a resume from the checkpoint of step n (taken
+    before the copy) drops it and logs it again when the copy is redone.
+    """
+    model.phase = phase_at(step, t)
+    if t.algorithm != "two_stage" or step != t.two_stage_switch_step():
+        return None
+    copied, total = init_discriminator_from_generator(model)
+    return {"event": "two_stage_switch", "step": step + 1, "generator_steps": step,
+            "copied_tensors": copied, "discriminator_encoder_tensors": total}
 
 
 def tokenizer_for(data: PretrainingData, out: Path) -> Path:
@@ -156,8 +174,10 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
             cfg.train.max_steps = max_steps
         apply_overrides(cfg, overrides)
         write_json(out / "config.json", cfg.to_dict())
-        ckpts = checkpoint_dirs(out)
-        return cfg, (ckpts[-1] if ckpts else None)
+        ckpt = latest_good_checkpoint(out)  # a damaged newest checkpoint is reported and skipped
+        if ckpt is None and checkpoint_dirs(out):
+            raise UserError(f"{out}: every checkpoint is damaged (see the warnings above); nothing to resume from")
+        return cfg, ckpt
 
     if out.exists() and any(out.iterdir()):
         hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
@@ -174,10 +194,12 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         # A compute-matched run: the schedule spans exactly the budget (warm-up capped at 10% of it).
         if max_steps is not None:
             raise UserError("give --max-steps or a FLOPs budget, not both: the budget sets the run's length")
-        per_step = training_flops_per_step(cfg, data.max_seq_length)["train"]
-        cfg.train.max_steps = max(1, int(cfg.train.flops_budget // per_step))
+        cfg.train.max_steps = steps_for_budget(cfg, data.max_seq_length, cfg.train.flops_budget)
         cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, cfg.train.max_steps // 10))
         cfg.validate()
+    if cfg.train.algorithm == "two_stage" and not cfg.train.two_stage_generator_steps:
+        # Pin "half of max_steps" now, so that a resume with another --max-steps keeps the switch where it was.
+        cfg.train.two_stage_generator_steps = cfg.train.two_stage_switch_step()
     if cfg.model.vocab_size != data.vocab_size:
         raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
     if data.max_seq_length > cfg.model.max_position_embeddings:
@@ -229,6 +251,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
 
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
     flops_per_step = training_flops_per_step(cfg, data.max_seq_length)["train"]  # analytic, at full length
+    # (two_stage: the run's average; training_flops counts each stage's steps at their own cost)
 
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
     model = build_model(cfg).to(device)
@@ -236,6 +259,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     state = {"step": 0, "position": 0, "tokens_seen": 0}
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, device)
+        load_algorithm_state(model, state)  # the adversarial baseline
     elif init is not None:
         load_pretrainer_from_hf(model, Path(init))
     step_fn = torch.compile(model) if t.compile else model
@@ -264,21 +288,29 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
         stop_at = min(t.max_steps, t.stop_at or t.max_steps)
         while state["step"] < stop_at:
             step = state["step"]
-            lr = learning_rate(step, t)
+            lr = learning_rate(*schedule_position(step, t))  # (step, t) unless two_stage: per stage
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            switch = enter_phase(model, step, t)
+            if switch is not None:
+                log.write(switch)
 
             mb = masked_on_device(next(stream), data.special_ids, t, device, select, cfg.model.vocab_size)
             # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward).
             num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
+            step_stats = torch.zeros(len(STAT_NAMES), device=device) if t.algorithm == "adversarial" else None
             for micro in mb.split(t.accumulation_steps):
                 with autocast():
                     loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
                 loss.backward()
                 window_stats += stats
+                if step_stats is not None:
+                    step_stats += stats
             window_grad_norm += torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if step_stats is not None:
+                model.end_step(step_stats)  # the REINFORCE baseline takes this step's mean reward
             tokens_seen += num_tokens
 
             done = step + 1
@@ -291,10 +323,14 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 summary = summarise_stats(window_stats)  # the one host sync of a logging step
                 elapsed = time.perf_counter() - window_start
                 window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
-                log.write({"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
-                           "tokens_seen": int(tokens_seen.item()), "flops": done * flops_per_step,
-                           "steps_per_s": window_steps / elapsed,
-                           "tokens_per_s": window_tokens / elapsed})
+                record = {"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
+                          "tokens_seen": int(tokens_seen.item()),
+                          "flops": training_flops(cfg, data.max_seq_length, done),
+                          "steps_per_s": window_steps / elapsed,
+                          "tokens_per_s": window_tokens / elapsed}
+                if t.algorithm == "adversarial":
+                    record["reward_baseline"] = model.reward_baseline.value().item()
+                log.write(record)
                 losses = {"mlm": f"{summary['mlm_loss']:.3f}"} if "mlm_loss" in summary else {}
                 if model.generator is not None:
                     losses["gen"] = f"{summary['gen_loss']:.3f}"
@@ -308,6 +344,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)})
             if done % t.save_every == 0 or last:
                 state["tokens_seen"] = int(tokens_seen.item())
+                state.update(algorithm_state(model))
                 save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
     finally:
         stream.close()

@@ -163,3 +163,40 @@ def test_flops_budget_sets_the_run_length_and_is_logged(tmp_path):
     assert [r["step"] for r in steps] == list(range(1, 8))  # 7 whole steps fit in 7.5 steps' FLOPs
     assert steps[-1]["flops"] == 7 * per_step <= per_step * 7.5
     assert records[0]["flops_per_step"] == per_step and records[0]["max_steps"] == 7
+
+
+def test_training_algorithms_flops_by_hand():
+    import dataclasses
+
+    import pytest
+
+    from electra.errors import UserError
+    from electra.flops import steps_for_budget, training_flops, training_flops_per_step
+
+    cfg = _tiny_cfg()
+    cfg.train.batch_size = 2  # B=2, T=10: generator forward 69248, discriminator forward 769280 (see above)
+    cfg.train.max_steps = 10
+    # adversarial: REINFORCE backpropagates through the same generator graph as the MLM: as joint
+    cfg.train.algorithm = "adversarial"
+    assert training_flops_per_step(cfg, 10)["train"] == 2515584
+    assert training_flops(cfg, 10, 7) == 7 * 2515584
+    # two_stage, switch after n=4 of 10 steps:
+    #   stage one   3 * 69248                    =   207744   (generator alone, forward + backward)
+    #   stage two   69248 + 3 * 769280           =  2377088   (frozen generator: forward only)
+    #   average     (4*207744 + 6*2377088) / 10  =  1509350.4
+    cfg.train.algorithm, cfg.train.two_stage_generator_steps = "two_stage", 4
+    per = training_flops_per_step(cfg, 10)
+    assert (per["stage_one"], per["stage_two"], per["switch_step"]) == (207744, 2377088, 4)
+    assert per["train"] == 1509350.4
+    assert training_flops(cfg, 10, 3) == 3 * 207744
+    assert training_flops(cfg, 10, 7) == 4 * 207744 + 3 * 2377088 == 7962240
+    assert training_flops(cfg, 10, 10) == 15093504
+    # A budget of 13e6: with n=4, 830976 + 5*2377088 = 12716416 fits, one more step (15093504) does not -> 9 steps.
+    assert steps_for_budget(cfg, 10, 13e6) == 9
+    # With n = half of the run: 10 steps cost 5*207744 + 5*2377088 = 12924160, 11 steps 15301248 -> 10 steps.
+    assert steps_for_budget(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, two_stage_generator_steps=0)),
+                           10, 13e6) == 10
+    with pytest.raises(UserError, match="less than the shortest two-stage run"):
+        steps_for_budget(cfg, 10, 3e6)  # n=4 generator steps and one discriminator step cost 3208064
+    cfg.train.algorithm, cfg.train.two_stage_generator_steps = "joint", 0
+    assert steps_for_budget(cfg, 10, 2515584 * 7.5) == 7

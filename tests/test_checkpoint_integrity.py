@@ -1,0 +1,99 @@
+"""Checkpoint manifests: a damaged newest checkpoint is detected, reported, and the previous one used."""
+
+import json
+import shutil
+
+import pytest
+
+from electra.checkpoint import checkpoint_dirs, checkpoint_problem, latest_good_checkpoint
+from electra.cli import main
+from electra.pretrain import pretrain
+from synthetic import make_data_dir
+
+SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
+         "train.batch_size=8", "train.log_every=1", "train.eval_every=100", "train.save_every=3",
+         "train.keep_checkpoints=5", "generator.hidden_fraction=0.5"]
+
+
+def _losses(run):
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: (r["gen_loss"], r["disc_loss"]) for r in recs if "gen_loss" in r}
+
+
+@pytest.fixture(scope="module")
+def run9(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ck")
+    data = make_data_dir(root / "data")
+    return data, pretrain(data, root / "run", preset="tiny", max_steps=9, overrides=SMALL, progress=False)
+
+
+def test_every_checkpoint_carries_a_manifest_that_verifies(run9):
+    _, run = run9
+    ckpts = checkpoint_dirs(run)
+    assert [c.name for c in ckpts] == ["step-00000003", "step-00000006", "step-00000009"]
+    for c in ckpts:
+        manifest = json.loads((c / "manifest.json").read_text())
+        assert set(manifest) == {"model.safetensors", "optimizer.pt", "rng.pt", "state.json"}
+        assert checkpoint_problem(c) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(run9, tmp_path, damage, capsys):
+    data, original = run9
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    newest = checkpoint_dirs(run)[-1] / "model.safetensors"
+    if damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    elif damage == "flip":
+        raw = bytearray(newest.read_bytes())
+        raw[-10] ^= 0xFF
+        newest.write_bytes(bytes(raw))
+    else:
+        newest.unlink()
+    messages = []
+    assert latest_good_checkpoint(run, messages.append).name == "step-00000006"
+    assert len(messages) == 1 and "step-00000009" in messages[0] and "using the previous checkpoint" in messages[0]
+
+    # --resume continues from step 6 and redoes 7-9 exactly as the uninterrupted run did
+    assert main(["pretrain", "--data", str(data), "--out", str(run), "--resume", "--quiet"]) == 0
+    assert "step-00000009: " in capsys.readouterr().err
+    a, b = _losses(original), _losses(run)
+    for step in (7, 8, 9):
+        assert abs(a[step][0] - b[step][0]) <= 1e-5 and abs(a[step][1] - b[step][1]) <= 1e-5
+    assert checkpoint_problem(checkpoint_dirs(run)[-1]) is None  # the damaged one was replaced by a good one
+
+
+def test_all_checkpoints_damaged_is_a_clear_error(run9, tmp_path, capsys):
+    data, original = run9
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    for c in checkpoint_dirs(run):
+        (c / "optimizer.pt").write_bytes(b"garbage")
+    assert main(["pretrain", "--data", str(data), "--out", str(run), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("electra: error:") and "every checkpoint is damaged" in err[-1]
+    assert len(checkpoint_dirs(run)) == 3  # nothing deleted
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, monkeypatch):
+    import errno
+
+    import electra.checkpoint as ck
+    from electra.errors import UserError
+
+    data, original = run9
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    before = {c.name: (c / "model.safetensors").read_bytes() for c in checkpoint_dirs(run)}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "save_model", full)
+    with pytest.raises(UserError, match=r"step-00000012: could not save the checkpoint \(the disk is full\); "
+                                        r"the previous checkpoint step-00000009 is intact"):
+        pretrain(data, run, resume=True, max_steps=12, progress=False)
+    after = {c.name: (c / "model.safetensors").read_bytes() for c in checkpoint_dirs(run)}
+    assert after == before  # nothing lost, no half-written step-12
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp folder left
