@@ -161,6 +161,8 @@ def latest_good_checkpoint(run_dir: Path, report=None) -> Path | None:
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], keep: int) -> Path:
     final = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
+    for stale in final.parent.glob(f".{CHECKPOINT_PREFIX}*"):  # left by a process killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         _write_checkpoint(final, model, optimizer, state)
     except OSError as e:

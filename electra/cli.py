@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from electra.errors import UserError
+from electra.errors import Stopped, UserError
 
 
 def cmd_tokenizer_train(args) -> None:
@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"electra: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"electra: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("electra: interrupted", file=sys.stderr)
         return 130

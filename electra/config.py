@@ -121,6 +121,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
     max_grad_norm: float = 1.0
+    max_skipped_steps: int = 10      # stop after this many consecutive steps with non-finite gradients
     mask_prob: float = 0.15          # fraction of real tokens selected per sequence
     mask_token_prob: float = 0.85    # of the selected, the fraction shown as [MASK]; the rest keep their token
     disc_weight: float = 50.0        # lambda in loss = MLM + lambda * discriminator BCE
@@ -156,6 +157,8 @@ class TrainConfig:
             )
         if not 0 < self.mask_prob < 1 or not 0 <= self.mask_token_prob <= 1:
             raise UserError("train.mask_prob must be in (0, 1) and train.mask_token_prob in [0, 1]")
+        if self.max_skipped_steps < 1:
+            raise UserError(f"train.max_skipped_steps must be >= 1, got {self.max_skipped_steps}")
         if self.flops_budget < 0:
             raise UserError(f"train.flops_budget must be >= 0 (0 = none), got {self.flops_budget}")
         if self.stop_at < 0:

@@ -25,12 +25,13 @@ from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_goo
                                 load_pretrainer_from_hf, load_run_config, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
-from electra.errors import UserError
+from electra.errors import Stopped, UserError
 from electra.flops import steps_for_budget, training_flops, training_flops_per_step
 from electra.model import count_parameters
 from electra.masking import continuation_flags, make_selector
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
                                 MaskedBatch, Selector, mask_batch, summarise_stats)
+from electra.preemption import StopSignals
 
 
 # --------------------------------------------------------------------------- pieces
@@ -284,7 +285,13 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     window_grad_norm = torch.zeros((), device=device)
     tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
     window_start, window_steps = time.perf_counter(), 0
+    # Non-finite gradients skip the update (fused AdamW on CUDA reads found_inf on the device: no sync).
+    window_skipped = torch.zeros((), device=device)
+    skips_in_row = torch.zeros((), device=device)
+    check_every_step = device.type != "cuda"  # on CPU a host read is free; on CUDA only at logging steps
+    stop = StopSignals()
     try:
+        stop.__enter__()
         stop_at = min(t.max_steps, t.stop_at or t.max_steps)
         while state["step"] < stop_at:
             step = state["step"]
@@ -306,8 +313,16 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 window_stats += stats
                 if step_stats is not None:
                     step_stats += stats
-            window_grad_norm += torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            bad = ~torch.isfinite(grad_norm)  # a non-finite loss makes the gradient norm non-finite too
+            window_skipped += bad
+            skips_in_row = (skips_in_row + 1) * bad
+            window_grad_norm += torch.where(bad, 0.0, grad_norm)
+            if device.type == "cuda" and getattr(optimizer, "defaults", {}).get("fused"):
+                optimizer.found_inf = bad.float()  # the fused kernel skips the whole update when set
+                optimizer.step()
+            elif not bool(bad):
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if step_stats is not None:
                 model.end_step(step_stats)  # the REINFORCE baseline takes this step's mean reward
@@ -318,12 +333,16 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             window_steps += 1
             bar.update(1)
             last = done == stop_at
+            stopping = stop.requested is not None
+            faulted = (check_every_step or done % t.log_every == 0) and int(skips_in_row) >= t.max_skipped_steps
 
             if done % t.log_every == 0 or last:
                 summary = summarise_stats(window_stats)  # the one host sync of a logging step
                 elapsed = time.perf_counter() - window_start
                 window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
-                record = {"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / window_steps, **summary,
+                skipped = int(window_skipped.item())
+                record = {"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / max(1, window_steps - skipped),
+                          **summary, "skipped_steps": skipped,
                           "tokens_seen": int(tokens_seen.item()),
                           "flops": training_flops(cfg, data.max_seq_length, done),
                           "steps_per_s": window_steps / elapsed,
@@ -339,18 +358,45 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 bar.set_postfix(**losses, tok_s=f"{window_tokens / elapsed:.0f}")
                 window_stats.zero_()
                 window_grad_norm.zero_()
+                window_skipped.zero_()
                 window_start, window_steps = time.perf_counter(), 0
-            if done % t.eval_every == 0 or last:
+            if (done % t.eval_every == 0 or last) and not (stopping or faulted):
                 log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)})
-            if done % t.save_every == 0 or last:
+            if done % t.save_every == 0 or last or stopping or faulted:
                 state["tokens_seen"] = int(tokens_seen.item())
                 state.update(algorithm_state(model))
-                save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
+                ckpt = save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
+            resume = f"continue with `electra pretrain --data {data.dir} --out {out} --resume`"
+            if faulted:
+                log.write({"step": done, "event": "stopped", "reason": "non-finite gradients"})
+                raise UserError(f"{out}: the last {int(skips_in_row)} steps (to step {done}) had non-finite losses or "
+                                f"gradients and were skipped; the weights are those from before the fault, saved as "
+                                f"{ckpt.name}; lower train.learning_rate (or check the data) and {resume}")
+            if stopping:
+                log.write({"step": done, "event": "stopped", "reason": stop.requested.name})
+                raise Stopped(f"stopped by {stop.requested.name} after step {done}; checkpoint {ckpt}; {resume}",
+                              128 + int(stop.requested))
+    except torch.OutOfMemoryError:
+        raise UserError(out_of_memory_hint(t, device)) from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+            raise
+        raise UserError(out_of_memory_hint(t, device)) from None
     finally:
+        stop.__exit__()
         stream.close()
         bar.close()
         log.close()
     return out
+
+
+def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:
+    micro = t.micro_batch_size or t.batch_size
+    smaller = max(1, micro // 2)
+    while t.batch_size % smaller:
+        smaller -= 1
+    return (f"out of memory on {device} with {micro} examples per forward pass; try --set train.micro_batch_size="
+            f"{smaller} (gradient accumulation keeps the global batch of {t.batch_size})")
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
