@@ -158,8 +158,10 @@ def latest_good_checkpoint(run_dir: Path, report=None) -> Path | None:
     return None
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, Any],
                     state: dict[str, Any], keep: int) -> Path:
+    """Write ``checkpoints/step-N`` atomically and keep the newest ``keep``. ``optimizer``: the optimiser or its
+    state dict (a sharded run's, gathered by distributed.full_state)."""
     final = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
     for stale in final.parent.glob(f".{CHECKPOINT_PREFIX}*"):  # left by a process killed while saving
         shutil.rmtree(stale, ignore_errors=True)
@@ -177,11 +179,11 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     return final
 
 
-def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, Any],
                       state: dict[str, Any]) -> None:
     with AtomicDir(final) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()

@@ -6,6 +6,7 @@ User mistakes raise ``UserError``: printed as one line, exit status 2, no traceb
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def cmd_pretrain(args) -> None:
         args.set = [*args.set, f"train.flops_budget={args.flops_budget}"]
     out = pretrain(args.data, args.out, preset=args.preset, max_steps=args.max_steps, overrides=args.set,
                    resume=args.resume, progress=not args.quiet, init=args.init)
-    print(f"run saved in {out} (metrics: {out / 'metrics.jsonl'}; export with `electra export {out} --out {out / 'hf'}`)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        print(f"run saved in {out} (metrics: {out / 'metrics.jsonl'}; "
+              f"export with `electra export {out} --out {out / 'hf'}`)")
 
 
 def cmd_export(args) -> None:
@@ -116,6 +119,9 @@ def cmd_finetune(args) -> None:
     """
     from electra.finetune import finetune
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("fine-tuning runs in one process (distributed fine-tuning is not implemented); "
+                        "run `electra finetune` without torchrun")
     finetune(Path(args.model), args.task, Path(args.train), Path(args.dev), Path(args.out), seeds=args.seeds,
              overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet)
 

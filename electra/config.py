@@ -84,6 +84,8 @@ MASKINGS = ("uniform", "whole_word", "span")
 ALGORITHMS = ("joint", "two_stage", "adversarial")
 # Sharing that keeps a two-stage generator frozen while the discriminator trains (nothing trainable in common).
 TWO_STAGE_SHARING = ("none", "gdes")
+# How several processes (torchrun) share the model: replicas (DistributedDataParallel) or FSDP2 shards.
+PARALLELS = ("ddp", "fsdp")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -142,6 +144,7 @@ class TrainConfig:
     algorithm: str = "joint"         # ALGORITHMS: joint | two_stage | adversarial (REINFORCE generator)
     two_stage_generator_steps: int = 0  # two_stage: generator-only steps before the switch; 0 = max_steps // 2,
                                         # fixed in config.json when the run is created
+    parallel: str = "ddp"            # PARALLELS, under torchrun: ddp (replicas) | fsdp (FSDP2 shards: less memory)
 
     def validate(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -168,6 +171,7 @@ class TrainConfig:
         _check_choice("train.objective", self.objective, OBJECTIVES)
         _check_choice("train.masking", self.masking, MASKINGS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
+        _check_choice("train.parallel", self.parallel, PARALLELS)
         if self.two_stage_generator_steps < 0:
             raise UserError(f"train.two_stage_generator_steps must be >= 0 (0 = half of max_steps), "
                             f"got {self.two_stage_generator_steps}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_goo
                                 load_pretrainer_from_hf, load_run_config, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
+from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
+                                 full_state, init_distributed, load_full_optimizer_state, no_gradient_sync,
+                                 parallelize, run_device)
 from electra.errors import Stopped, UserError
 from electra.flops import steps_for_budget, training_flops, training_flops_per_step
 from electra.model import count_parameters
@@ -166,14 +170,18 @@ def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.devic
 # --------------------------------------------------------------------------- set-up
 
 def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
-                resume: bool, init: Path | None = None) -> tuple[PretrainConfig, Path | None]:
-    """Create or reopen the run folder; returns the config and the checkpoint to resume from."""
+                resume: bool, init: Path | None = None, world: Dist | None = None) -> tuple[PretrainConfig, Path | None]:
+    """Create or reopen the run folder; returns the config and the checkpoint to resume from.
+
+    ``world``: the processes of a torchrun launch, checked against the batch before anything is written."""
     if resume:
         cfg = load_run_config(out)
         cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         apply_overrides(cfg, overrides)
+        if world is not None:
+            check_world(cfg.train, world)
         write_json(out / "config.json", cfg.to_dict())
         ckpt = latest_good_checkpoint(out)  # a damaged newest checkpoint is reported and skipped
         if ckpt is None and checkpoint_dirs(out):
@@ -207,6 +215,8 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         raise UserError(f"{data.dir}: examples of {data.max_seq_length} tokens exceed model.max_position_embeddings "
                         f"{cfg.model.max_position_embeddings}")
     cfg.validate()
+    if world is not None:
+        check_world(cfg.train, world)
     check_word_masking(cfg, data.tokenizer_dir)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())
@@ -237,17 +247,66 @@ def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfi
 
 # --------------------------------------------------------------------------- the loop
 
+def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]:
+    """``prepare_run`` on rank 0 (the only one that writes), its config and checkpoint sent to the others;
+    a refusal (UserError) is raised on every rank."""
+    result: tuple = ("ok", None)
+    if d.is_main:
+        try:
+            cfg, ckpt = prepare_run(*args)
+            result = ("ok", (cfg.to_dict(), str(ckpt) if ckpt else None))
+        except UserError as e:
+            result = ("error", str(e))
+            if not d.enabled:
+                raise
+    status, value = broadcast_object(result, d)
+    if status == "error":
+        raise UserError(value)
+    cfg_dict, ckpt = value
+    return PretrainConfig.from_dict(cfg_dict), Path(ckpt) if ckpt else None
+
+
+def check_world(t: TrainConfig, d: Dist) -> int:
+    """Micro-batches per rank per step; the global batch must split evenly into world_size x micro-batch."""
+    micro = t.micro_batch_size or t.batch_size // d.world_size
+    if t.batch_size % (d.world_size * max(1, micro)) or micro == 0:
+        raise UserError(f"train.batch_size {t.batch_size} must be divisible by the number of processes "
+                        f"({d.world_size}) x train.micro_batch_size ({t.micro_batch_size or 'batch_size / processes'})"
+                        f"; change one of them")
+    if d.enabled and t.algorithm == "two_stage":
+        raise UserError("train.algorithm=two_stage is not supported with several processes yet (its stages leave "
+                        "parameters unused); run it in one process, or use joint or adversarial")
+    return t.batch_size // (d.world_size * micro)
+
+
 def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_steps: int | None = None,
              overrides: list[str] | None = None, resume: bool = False, progress: bool = True,
              init: str | Path | None = None) -> Path:
-    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights."""
+    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights.
+
+    Under ``torchrun`` every process runs this; they split each global batch (see electra/distributed.py).
+    """
+    d = init_distributed()
+    try:
+        return _pretrain(d, data_dir, out, preset, max_steps, overrides, resume, progress, init)
+    finally:
+        close_distributed(d)
+
+
+def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None,
+              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None) -> Path:
     data = PretrainingData(data_dir)
     out = Path(out)
     if init is not None and resume:
         raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
-    cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
+    if d.enabled:
+        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume,
+                                           Path(init) if init else None, d)
+    else:
+        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
     t = cfg.train
-    device = resolve_device(t.device)
+    accumulation = check_world(t, d)
+    device = run_device(t.device, d) if d.enabled else resolve_device(t.device)
     autocast = autocast_for(device, t.precision)
 
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
@@ -256,30 +315,53 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
 
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
     model = build_model(cfg).to(device)
-    optimizer = build_optimizer(model, t, device)
+    sharded = d.enabled and t.parallel == "fsdp"
+    plain = None
     state = {"step": 0, "position": 0, "tokens_seen": 0}
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, model, optimizer, device)
-        load_algorithm_state(model, state)  # the adversarial baseline
-    elif init is not None:
-        load_pretrainer_from_hf(model, Path(init))
-    step_fn = torch.compile(model) if t.compile else model
+    if sharded:
+        # FSDP2 shards the parameters in place: load the full weights first, shard, then build the optimiser
+        # over the shards and give it the checkpoint's full state.
+        plain = build_model(cfg) if d.is_main else None  # rank 0 gathers the full weights into it to save
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, None, device)
+            load_algorithm_state(model, state)
+        elif init is not None:
+            load_pretrainer_from_hf(model, Path(init))
+        step_fn = parallelize(model, t.parallel, d)
+        optimizer = build_optimizer(model, t, device)
+        if ckpt is not None:
+            load_full_optimizer_state(model, optimizer, torch.load(ckpt / "optimizer.pt", map_location="cpu",
+                                                                   weights_only=True))
+    else:
+        optimizer = build_optimizer(model, t, device)
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, optimizer, device)
+            load_algorithm_state(model, state)  # the adversarial baseline
+        elif init is not None:
+            load_pretrainer_from_hf(model, Path(init))
+        step_fn = parallelize(model, t.parallel, d)  # DDP (the model itself in one process)
+    if t.compile:
+        step_fn = torch.compile(step_fn)
 
-    log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None)
-    if state["step"] == 0:
+    log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None) if d.is_main else None
+    if state["step"] == 0 and log is not None:
         gen_params = 0 if model.generator is None else \
             count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
         record = {"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
                   "flops_per_step": flops_per_step, "max_steps": t.max_steps,
                   "discriminator_params": count_parameters(model.discriminator), "generator_params": gen_params,
-                  "train_examples": data.num_examples("train"), "accumulation_steps": t.accumulation_steps}
+                  "train_examples": data.num_examples("train"), "accumulation_steps": accumulation,
+                  "world_size": d.world_size, "micro_batch_size": t.batch_size // (d.world_size * accumulation),
+                  "global_batch_size": t.batch_size}  # = micro_batch_size x accumulation_steps x world_size
         if t.masking != "uniform":
             record["word_boundaries"] = word_boundaries  # span masking without a tokenizer: token spans
         log.write(record)
 
-    stream = BatchStream(data, t.batch_size, state["position"], t.seed, pin_memory=device.type == "cuda")
+    # Every rank reads the same global batches and takes its contiguous slice of each.
+    stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
+                         pin_memory=device.type == "cuda")
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    bar = tqdm(total=t.max_steps, initial=state["step"], disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=t.max_steps, initial=state["step"], disable=not (progress and d.is_main), dynamic_ncols=True,
                unit="step", desc="pretrain")
     window_stats = torch.zeros(len(STAT_NAMES), device=device)
     window_grad_norm = torch.zeros((), device=device)
@@ -299,21 +381,30 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             for group in optimizer.param_groups:
                 group["lr"] = lr
             switch = enter_phase(model, step, t)
-            if switch is not None:
+            if switch is not None and log is not None:
                 log.write(switch)
 
             mb = masked_on_device(next(stream), data.special_ids, t, device, select, cfg.model.vocab_size)
-            # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward).
+            # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward); with several
+            # processes, those of the whole global batch (summed over ranks), so the ranks' gradients sum to it.
             num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
+            if d.enabled:
+                counts = all_reduce_sum(torch.stack([num_selected, num_tokens]), d)
+                num_selected, num_tokens = counts[0], counts[1]
             step_stats = torch.zeros(len(STAT_NAMES), device=device) if t.algorithm == "adversarial" else None
-            for micro in mb.split(t.accumulation_steps):
-                with autocast():
-                    loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
-                loss.backward()
+            micros = mb.split(accumulation)
+            for i, micro in enumerate(micros):
+                # Gradients are reduced over ranks after the last micro-batch only.
+                with no_gradient_sync(step_fn, last=i == len(micros) - 1) if d.enabled else contextlib.nullcontext():
+                    with autocast():
+                        loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
+                    loss.backward()
                 window_stats += stats
                 if step_stats is not None:
                     step_stats += stats
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor, the norm over all shards
+                grad_norm = grad_norm.full_tensor()
             bad = ~torch.isfinite(grad_norm)  # a non-finite loss makes the gradient norm non-finite too
             window_skipped += bad
             skips_in_row = (skips_in_row + 1) * bad
@@ -325,7 +416,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if step_stats is not None:
-                model.end_step(step_stats)  # the REINFORCE baseline takes this step's mean reward
+                model.end_step(all_reduce_sum(step_stats, d))  # the REINFORCE baseline: the global batch's mean
             tokens_seen += num_tokens
 
             done = step + 1
@@ -334,9 +425,12 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
             bar.update(1)
             last = done == stop_at
             stopping = stop.requested is not None
+            if d.enabled and (check_every_step or done % t.log_every == 0 or last):
+                stopping = any_rank(stopping, d, device)  # a stop on any rank stops all at the same step
             faulted = (check_every_step or done % t.log_every == 0) and int(skips_in_row) >= t.max_skipped_steps
 
             if done % t.log_every == 0 or last:
+                all_reduce_sum(window_stats, d)  # every rank's share of the window
                 summary = summarise_stats(window_stats)  # the one host sync of a logging step
                 elapsed = time.perf_counter() - window_start
                 window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
@@ -349,7 +443,8 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                           "tokens_per_s": window_tokens / elapsed}
                 if t.algorithm == "adversarial":
                     record["reward_baseline"] = model.reward_baseline.value().item()
-                log.write(record)
+                if log is not None:
+                    log.write(record)
                 losses = {"mlm": f"{summary['mlm_loss']:.3f}"} if "mlm_loss" in summary else {}
                 if model.generator is not None:
                     losses["gen"] = f"{summary['gen_loss']:.3f}"
@@ -361,21 +456,33 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
                 window_skipped.zero_()
                 window_start, window_steps = time.perf_counter(), 0
             if (done % t.eval_every == 0 or last) and not (stopping or faulted):
-                log.write({"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)})
+                # Every rank evaluates (a sharded model needs them all); rank 0 writes.
+                record = {"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)}
+                if log is not None:
+                    log.write(record)
             if done % t.save_every == 0 or last or stopping or faulted:
                 state["tokens_seen"] = int(tokens_seen.item())
                 state.update(algorithm_state(model))
-                ckpt = save_checkpoint(out, model, optimizer, state, t.keep_checkpoints)
+                # The full, unsharded state in the single-process layout, written by rank 0 only.
+                weights, optim = full_state(model, optimizer, plain, d) if sharded else (model, optimizer)
+                if d.is_main:
+                    ckpt = save_checkpoint(out, weights, optim, state, t.keep_checkpoints)
+                else:
+                    ckpt = out / "checkpoints" / f"step-{done:08d}"
+                barrier(d)
             resume = f"continue with `electra pretrain --data {data.dir} --out {out} --resume`"
             if faulted:
-                log.write({"step": done, "event": "stopped", "reason": "non-finite gradients"})
+                if log is not None:
+                    log.write({"step": done, "event": "stopped", "reason": "non-finite gradients"})
                 raise UserError(f"{out}: the last {int(skips_in_row)} steps (to step {done}) had non-finite losses or "
                                 f"gradients and were skipped; the weights are those from before the fault, saved as "
                                 f"{ckpt.name}; lower train.learning_rate (or check the data) and {resume}")
             if stopping:
-                log.write({"step": done, "event": "stopped", "reason": stop.requested.name})
-                raise Stopped(f"stopped by {stop.requested.name} after step {done}; checkpoint {ckpt}; {resume}",
-                              128 + int(stop.requested))
+                signum = stop.requested or signal.SIGTERM  # another rank's signal: the usual one of a scheduler
+                if log is not None:
+                    log.write({"step": done, "event": "stopped", "reason": signum.name})
+                raise Stopped(f"stopped by {signum.name} after step {done}; checkpoint {ckpt}; {resume}",
+                              128 + int(signum))
     except torch.OutOfMemoryError:
         raise UserError(out_of_memory_hint(t, device)) from None
     except RuntimeError as e:
@@ -386,7 +493,8 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
         stop.__exit__()
         stream.close()
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
     return out
 
 
