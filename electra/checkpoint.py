@@ -123,6 +123,22 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+BEST = "best.json"
+
+
+def best_checkpoint_name(run_dir: Path) -> str | None:
+    """The folder name of the checkpoint with the best held-out loss so far (``checkpoints/best.json``)."""
+    try:
+        return json.loads((Path(run_dir) / "checkpoints" / BEST).read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_best(run_dir: Path, checkpoint: Path, step: int, loss: float) -> None:
+    (Path(run_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_json(Path(run_dir) / "checkpoints" / BEST, {"checkpoint": checkpoint.name, "step": step, "loss": loss})
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why a checkpoint folder cannot be trusted (a missing, truncated or altered file), or None if it is whole.
 
@@ -174,8 +190,10 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         raise UserError(f"{final}: could not save the checkpoint ({why}); {kept}; free space (or fix the cause) "
                         f"and continue with --resume") from None
+    best = best_checkpoint_name(run_dir)
     for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != best:  # the best held-out checkpoint is kept besides the newest ``keep``
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

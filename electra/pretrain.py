@@ -23,7 +23,7 @@ from electra import __version__
 from electra.algorithms import algorithm_state, init_discriminator_from_generator, load_algorithm_state, phase_at, \
     schedule_position
 from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_good_checkpoint, load_checkpoint,
-                                load_pretrainer_from_hf, load_run_config, save_checkpoint, write_json)
+                                load_pretrainer_from_hf, load_run_config, record_best, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
@@ -367,6 +367,9 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     window_grad_norm = torch.zeros((), device=device)
     tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
     window_start, window_steps = time.perf_counter(), 0
+    # The checkpoint whose latest evaluation (at or before it) has the lowest held-out loss is kept.
+    best_loss = best_held_out_loss(out) if resume else float("inf")
+    last_eval_loss = float("inf")
     # Non-finite gradients skip the update (fused AdamW on CUDA reads found_inf on the device: no sync).
     window_skipped = torch.zeros((), device=device)
     skips_in_row = torch.zeros((), device=device)
@@ -460,12 +463,16 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
                 record = {"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)}
                 if log is not None:
                     log.write(record)
+                last_eval_loss = held_out_loss(record, t)  # rank 0's value is what counts (it alone writes)
             if done % t.save_every == 0 or last or stopping or faulted:
                 state["tokens_seen"] = int(tokens_seen.item())
                 state.update(algorithm_state(model))
                 # The full, unsharded state in the single-process layout, written by rank 0 only.
                 weights, optim = full_state(model, optimizer, plain, d) if sharded else (model, optimizer)
                 if d.is_main:
+                    if last_eval_loss < best_loss:  # recorded first, so that pruning spares it
+                        best_loss = last_eval_loss
+                        record_best(out, out / "checkpoints" / f"step-{done:08d}", done, best_loss)
                     ckpt = save_checkpoint(out, weights, optim, state, t.keep_checkpoints)
                 else:
                     ckpt = out / "checkpoints" / f"step-{done:08d}"
@@ -496,6 +503,19 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
         if log is not None:
             log.close()
     return out
+
+
+def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:
+    """The training objective on the held-out slice (absent parts are 0): MLM terms + λ · discriminator."""
+    return (record.get("eval_gen_loss", 0.0) + record.get("eval_mlm_loss", 0.0)
+            + t.disc_weight * record.get("eval_disc_loss", 0.0))
+
+
+def best_held_out_loss(run_dir: Path) -> float:
+    try:
+        return float(json.loads((run_dir / "checkpoints" / "best.json").read_text())["loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:

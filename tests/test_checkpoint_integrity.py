@@ -97,3 +97,22 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, mo
     after = {c.name: (c / "model.safetensors").read_bytes() for c in checkpoint_dirs(run)}
     assert after == before  # nothing lost, no half-written step-12
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_the_best_held_out_checkpoint_is_kept_besides_the_last_k(tmp_path, monkeypatch):
+    import electra.pretrain as pt
+
+    # Held-out losses by evaluation step: best at step 4, worse afterwards.
+    losses = {2: 5.0, 4: 1.0, 6: 3.0, 8: 4.0, 10: 2.0}
+    steps = iter(sorted(losses))
+    monkeypatch.setattr(pt, "held_out_loss", lambda record, t: losses[next(steps)])
+    data = make_data_dir(tmp_path / "data")
+    overrides = [o for o in SMALL if not o.startswith(("train.save_every", "train.keep_checkpoints",
+                                                       "train.eval_every"))]
+    run = pretrain(data, tmp_path / "run", preset="tiny", max_steps=10, progress=False,
+                   overrides=overrides + ["train.eval_every=2", "train.save_every=2", "train.keep_checkpoints=1"])
+    names = [c.name for c in checkpoint_dirs(run)]
+    assert names == ["step-00000004", "step-00000010"]  # the newest 1 + the best held-out one
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert best == {"checkpoint": "step-00000004", "step": 4, "loss": 1.0}
+    assert all(checkpoint_problem(run / "checkpoints" / n) is None for n in names)

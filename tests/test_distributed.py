@@ -76,7 +76,9 @@ def test_two_processes_give_the_single_process_losses(single, ddp):
     start = json.loads((ddp / "metrics.jsonl").read_text().splitlines()[0])
     assert (start["world_size"], start["micro_batch_size"], start["accumulation_steps"],
             start["global_batch_size"]) == (2, 4, 1, 8)
-    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["step-00000015", "step-00000020"]
+    kept = sorted(p.name for p in (ddp / "checkpoints").iterdir() if p.is_dir())
+    best = json.loads((ddp / "checkpoints" / "best.json").read_text())["checkpoint"]
+    assert kept[-2:] == ["step-00000015", "step-00000020"] and best in kept and len(kept) <= 3  # last 2 + best
 
 
 def test_accumulation_with_two_processes_gives_the_same_losses(single, data, tmp_path):
