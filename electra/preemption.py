@@ -24,7 +24,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
             for s in SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:  # an ignored signal (nohup, `&`) stays ignored
+                    self._previous[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:

@@ -93,13 +93,21 @@ def test_sigterm_finishes_the_step_saves_and_says_how_to_resume(data, tmp_path):
 
 
 def test_a_second_signal_acts_at_once():
-    with StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested == signal.SIGINT  # first: only a flag
-        with pytest.raises(KeyboardInterrupt):  # second: the default behaviour (Ctrl-C raises at once)
+    # (a shell running us in the background may have set SIGINT to "ignore": start from Python's default)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopSignals() as stop:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert stop.requested == signal.SIGINT  # first: only a flag
+            with pytest.raises(KeyboardInterrupt):  # second: the default behaviour (Ctrl-C raises at once)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with StopSignals() as stop:  # an ignored signal (nohup) stays ignored
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_sigkill_at_three_points_including_mid_checkpoint_loses_nothing(data, tmp_path):
