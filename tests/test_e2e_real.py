@@ -123,9 +123,11 @@ def test_finetune_from_a_pretraining_run_on_the_real_tasks(run300, tmp_path):
     pos_train = _head(TASKS / "brown_pos" / "train.conll", tmp_path / "pos_train.conll", 4000)
     pos_dev = pos_train
     electra("finetune", "--model", run, "--task", "tagging", "--train", pos_train, "--dev", pos_dev,
-            "--out", tmp_path / "pos", "--set", "epochs=2", "--set", "learning_rate=1e-3")
+            "--out", tmp_path / "pos", "--set", "epochs=10", "--set", "learning_rate=1e-3")
     pos = json.loads((tmp_path / "pos" / "results.json").read_text())
-    assert pos["seeds"][0]["token_accuracy"] > 0.3  # the majority tag (NN) alone is ~0.13
+    tags = [line.split("\t")[1] for line in pos_train.read_text().splitlines() if "\t" in line]
+    majority = max(tags.count(t) for t in set(tags)) / len(tags)  # NN: 0.18
+    assert pos["seeds"][0]["token_accuracy"] > majority + 0.1  # ~60 steps learn more than the majority tag
     electra("evaluate", "--model", tmp_path / "pos", "--data", pos_dev, "--out", tmp_path / "pos_eval.json")
     assert json.loads((tmp_path / "pos_eval.json").read_text())["token_accuracy"] == pytest.approx(
         pos["seeds"][0]["token_accuracy"])
