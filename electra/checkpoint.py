@@ -19,7 +19,6 @@ Because parameter names equal transformers' ELECTRA names, export is a prefix sp
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import UserError
+from electra.hashing import sha256_file
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.objective_variants import exportable, load_network_state, merge_gdes_state
 
@@ -113,16 +113,6 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
 MANIFEST = "manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 BEST = "best.json"
 
 
@@ -155,7 +145,7 @@ def checkpoint_problem(path: Path) -> str | None:
             size = (path / name).stat().st_size
             if size != entry["bytes"]:
                 return f"{name} has {size} bytes, the manifest says {entry['bytes']} (truncated?)"
-            if _sha256(path / name) != entry["sha256"]:
+            if sha256_file(path / name) != entry["sha256"]:
                 return f"{name} does not match its checksum (corrupted)"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         return f"unreadable manifest ({e})"
@@ -207,7 +197,7 @@ def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.opti
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, tmp / "rng.pt")
         write_json(tmp / "state.json", state)
-        write_json(tmp / MANIFEST, {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        write_json(tmp / MANIFEST, {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
                                     for name in CHECKPOINT_FILES})
 
 

