@@ -116,12 +116,18 @@ MANIFEST = "manifest.json"
 BEST = "best.json"
 
 
-def best_checkpoint_name(run_dir: Path) -> str | None:
-    """The folder name of the checkpoint with the best held-out loss so far (``checkpoints/best.json``)."""
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """``checkpoints/best.json``: the checkpoint with the best held-out loss so far, its step and loss."""
     try:
-        return json.loads((Path(run_dir) / "checkpoints" / BEST).read_text())["checkpoint"]
+        best = json.loads((Path(run_dir) / "checkpoints" / BEST).read_text())
+        return {"checkpoint": str(best["checkpoint"]), "step": int(best["step"]), "loss": float(best["loss"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def best_checkpoint_name(run_dir: Path) -> str | None:
+    best = read_best(run_dir)
+    return best["checkpoint"] if best else None
 
 
 def record_best(run_dir: Path, checkpoint: Path, step: int, loss: float) -> None:

@@ -23,7 +23,8 @@ from electra import __version__
 from electra.algorithms import algorithm_state, init_discriminator_from_generator, load_algorithm_state, phase_at, \
     schedule_position
 from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_good_checkpoint, load_checkpoint,
-                                load_pretrainer_from_hf, load_run_config, record_best, save_checkpoint, write_json)
+                                load_pretrainer_from_hf, load_run_config, read_best, record_best, save_checkpoint,
+                                write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
 from electra.data.loader import BatchStream, PretrainingData, eval_batches
 from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
@@ -368,7 +369,8 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
     window_start, window_steps = time.perf_counter(), 0
     # The checkpoint whose latest evaluation (at or before it) has the lowest held-out loss is kept.
-    best_loss = best_held_out_loss(out) if resume else float("inf")
+    best = read_best(out) if resume else None
+    best_loss = best["loss"] if best else float("inf")
     last_eval_loss = float("inf")
     # Non-finite gradients skip the update (fused AdamW on CUDA reads found_inf on the device: no sync).
     window_skipped = torch.zeros((), device=device)
@@ -509,13 +511,6 @@ def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:
     """The training objective on the held-out slice (absent parts are 0): MLM terms + λ · discriminator."""
     return (record.get("eval_gen_loss", 0.0) + record.get("eval_mlm_loss", 0.0)
             + t.disc_weight * record.get("eval_disc_loss", 0.0))
-
-
-def best_held_out_loss(run_dir: Path) -> float:
-    try:
-        return float(json.loads((run_dir / "checkpoints" / "best.json").read_text())["loss"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return float("inf")
 
 
 def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:
