@@ -18,6 +18,7 @@ Shapes: B batch, T length, V vocabulary, M selected positions in the batch.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -239,6 +240,20 @@ def sample_replacements(gen_logits: torch.Tensor, mb: MaskedBatch, targets: torc
     return mb.input_ids.scatter(1, mb.positions, sampled)  # (B, T)
 
 
+@torch.no_grad()
+def init_replaced_prior(discriminator: nn.Module, prior: float) -> None:
+    """Start the discriminator's output bias at the log-odds of the replaced fraction (about mask_prob).
+
+    Google's code starts it at 0 (p = 0.5) while ~15% of tokens are replaced. The first updates then
+    spend themselves pulling every logit down by ~1.7, and a small post-LN discriminator (``tiny``)
+    gets stuck there: it outputs the base rate at every position (per-position logit std ~1e-4) and
+    its loss stays at the label entropy for thousands of steps, even when the replacements are
+    uniformly random tokens. Starting at the prior, the same model learns at once (docs/electra.md,
+    "The discriminator's output bias"). A start value only: it changes no architecture or checkpoint.
+    """
+    discriminator.discriminator_predictions.dense_prediction.bias.fill_(math.log(prior / (1 - prior)))
+
+
 class ElectraPretrainer(nn.Module):
     """Generator + discriminator with shared embeddings, and the joint loss MLM + λ·disc.
 
@@ -252,7 +267,8 @@ class ElectraPretrainer(nn.Module):
     """
 
     def __init__(self, discriminator_config: ModelConfig, generator_config: ModelConfig,
-                 objective: str = "electra", sharing: str = "embeddings", algorithm: str = "joint"):
+                 objective: str = "electra", sharing: str = "embeddings", algorithm: str = "joint",
+                 replaced_prior: float | None = None):
         super().__init__()
         if generator_config.embedding_size != discriminator_config.embedding_size:
             raise ValueError("shared embeddings need the same embedding_size")
@@ -263,6 +279,8 @@ class ElectraPretrainer(nn.Module):
         if algorithm == "adversarial":
             self.reward_baseline = RewardBaseline()
         self.discriminator = pretraining_network(discriminator_config, objective)
+        if replaced_prior is not None and objective == "electra":
+            init_replaced_prior(self.discriminator, replaced_prior)
         if objective == "mlm":
             self.generator = None  # BERT: one network, the discriminator-sized masked LM
             return

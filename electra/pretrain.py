@@ -127,7 +127,7 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
     """The generator and discriminator of a run, with its objective, weight sharing and training algorithm."""
     return ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing,
-                             cfg.train.algorithm)
+                             cfg.train.algorithm, replaced_prior=cfg.train.mask_prob)
 
 
 def enter_phase(model: ElectraPretrainer, step: int, t: TrainConfig) -> dict[str, Any] | None:
