@@ -274,19 +274,36 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> 
 
 def _is_electra_folder(folder: Path) -> bool:
     try:
-        return json.loads((folder / "config.json").read_text()).get("model_type") == "electra"
-    except (OSError, ValueError):
+        config = read_json_file(folder / "config.json")
+    except UserError:
         return False
+    return isinstance(config, dict) and config.get("model_type") == "electra"
+
+
+def read_json_file(path: Path) -> Any:
+    """The JSON value in ``path`` (UTF-8, -16 or -32, as JSON allows); a UserError naming it if unreadable."""
+    try:
+        return json.loads(path.read_bytes())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise UserError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
+    """A run's config.json, validated: any problem is a UserError naming the file."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: not a pre-training run (no config.json); give the --out folder of `electra pretrain`")
+    raw = read_json_file(path)
     try:
-        return PretrainConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: unreadable run config ({e})") from None
+        cfg = PretrainConfig.from_dict(raw)
+        cfg.validate()
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return cfg
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -305,10 +322,7 @@ def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise UserError(f"{folder}: no config.json; expected a transformers ELECTRA folder")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except ValueError as e:
-        raise UserError(f"{cfg_path}: not valid JSON ({e})") from None
+    raw = read_json_file(cfg_path)
     cfg = ModelConfig.from_hf_dict(raw, str(cfg_path))
     if (folder / "model.safetensors").is_file():
         try:

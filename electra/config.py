@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,11 @@ class ModelConfig:
     pad_token_id: int = 0
 
     def validate(self, what: str = "model") -> None:
+        check_types(self, f"{what}: ")
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                     "num_attention_heads", "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{what}: {name} must be positive, got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:
             raise UserError(
                 f"{what}: hidden_size {self.hidden_size} is not divisible by "
@@ -45,10 +51,17 @@ class ModelConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise UserError(f"{what}: hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "intermediate_size", "max_position_embeddings"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"{what}: {name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise UserError(f"{what}: pad_token_id {self.pad_token_id} must be a token id, in [0, vocab_size "
+                            f"{self.vocab_size})")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{what}: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.layer_norm_eps <= 0:  # LayerNorm of a constant vector divides by sqrt(0 + eps)
+            raise UserError(f"{what}: layer_norm_eps must be positive (ELECTRA uses 1e-12), got {self.layer_norm_eps}")
+        if not 0 < self.initializer_range <= 1:  # the weights' standard deviation; wider ones overflow the first pass
+            raise UserError(f"{what}: initializer_range must be in (0, 1] (ELECTRA uses 0.02), got "
+                            f"{self.initializer_range}")
 
     def to_hf_dict(self, architecture: str) -> dict[str, Any]:
         """The config.json that transformers' ElectraConfig reads."""
@@ -60,13 +73,16 @@ class ModelConfig:
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a JSON object of transformers' ElectraConfig fields, got "
+                            f"{_json_kind(d)}")
         if d.get("model_type", "electra") != "electra":
             raise UserError(f"{source}: model_type is {d.get('model_type')!r}, expected 'electra'")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names and v is not None}
         if "embedding_size" not in kwargs and "hidden_size" in kwargs:
             kwargs["embedding_size"] = kwargs["hidden_size"]  # BERT-style configs have no factorisation
-        cfg = cls(**kwargs)
+        cfg = _from_json(cls, kwargs)
         cfg.validate(source)
         return cfg
 
@@ -91,6 +107,45 @@ PARALLELS = ("ddp", "fsdp")
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"{key} {value!r} is not one of {', '.join(choices)}")
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+_KIND_WORDS = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
+
+
+def _field_kind(f: dataclasses.Field) -> type:
+    """The declared type of a config field (a string under ``from __future__ import annotations``)."""
+    return _KINDS.get(f.type, f.type) if isinstance(f.type, str) else f.type
+
+
+def _from_json(cls: type, d: dict[str, Any]) -> Any:
+    """``cls(**d)`` for a dict read from JSON, where ``1`` in a float field means ``1.0``."""
+    kinds = {f.name: _field_kind(f) for f in dataclasses.fields(cls)}
+    return cls(**{k: float(v) if kinds.get(k) is float and type(v) is int and abs(v) < 2**63 else v
+                  for k, v in d.items()})
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def check_types(obj: Any, prefix: str) -> None:
+    """Every field of the dataclass ``obj`` holds a value of its declared type: an int (within int64, as torch
+    needs) for int, a finite float for float (torch's AdamW refuses an int beta), a bool for bool, a str for
+    str. Values read from JSON come unchecked (``_from_json`` turns their ints into floats where a float is
+    due); ``--set`` converts its text with the same rules."""
+    for f in dataclasses.fields(obj):
+        kind, value = _field_kind(f), getattr(obj, f.name)
+        if kind is float:
+            ok = type(value) is float and math.isfinite(value)
+        elif kind is int:
+            ok = type(value) is int and -2**63 <= value < 2**63
+        else:
+            ok = type(value) is kind
+        if not ok and kind in _KIND_WORDS:
+            limit = " within +-2**63" if kind is int and type(value) is int else ""
+            raise UserError(f"{prefix}{f.name} must be {_KIND_WORDS[kind]}{limit}, got {value!r:.60}")
 
 
 @dataclass
@@ -147,9 +202,10 @@ class TrainConfig:
     parallel: str = "ddp"            # PARALLELS, under torchrun: ddp (replicas) | fsdp (FSDP2 shards: less memory)
 
     def validate(self) -> None:
+        check_types(self, "train.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"train.precision {self.precision!r} is not one of auto, fp32, bf16")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", self.device)):
             raise UserError(f"train.device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         for name in ("batch_size", "max_steps", "log_every", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
@@ -168,6 +224,19 @@ class TrainConfig:
             raise UserError(f"train.stop_at must be >= 0, got {self.stop_at}")
         if self.warmup_steps < 0 or self.learning_rate <= 0:
             raise UserError("train.warmup_steps must be >= 0 and train.learning_rate > 0")
+        # AdamW's own limits (it raises ValueError otherwise), and eps > 0: with eps = 0 an unused parameter's
+        # first update is 0 / 0 = NaN.
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1) or self.adam_epsilon <= 0:
+            raise UserError(f"train.adam_beta1 and train.adam_beta2 must be in [0, 1) and train.adam_epsilon > 0, "
+                            f"got {self.adam_beta1}, {self.adam_beta2}, {self.adam_epsilon}")
+        if self.weight_decay < 0 or self.max_grad_norm <= 0 or self.disc_weight < 0:
+            raise UserError(f"train.weight_decay and train.disc_weight must be >= 0 and train.max_grad_norm > 0, "
+                            f"got {self.weight_decay}, {self.disc_weight}, {self.max_grad_norm}")
+        if self.learning_rate * self.weight_decay >= 1:  # AdamW scales the weights by 1 - lr * wd every step
+            raise UserError(f"train.learning_rate x train.weight_decay must be below 1, or every step zeroes or "
+                            f"flips the weights; got {self.learning_rate} x {self.weight_decay}")
+        if self.seed < 0:  # numpy's generators (the data order) take no negative seed
+            raise UserError(f"train.seed must be >= 0, got {self.seed}")
         _check_choice("train.objective", self.objective, OBJECTIVES)
         _check_choice("train.masking", self.masking, MASKINGS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
@@ -217,8 +286,14 @@ class PretrainConfig:
         )
 
     def validate(self) -> None:
+        if not isinstance(self.preset, str):
+            raise UserError(f"preset must be a string, got {self.preset!r:.60}")
         self.model.validate("model")
+        if self.model.type_vocab_size < 2:
+            raise UserError(f"model.type_vocab_size must be at least 2: pre-training examples have two segments "
+                            f"(token types 0 and 1), got {self.model.type_vocab_size}")
         self.train.validate()
+        check_types(self.generator, "generator.")
         if not 0 < self.generator.hidden_fraction <= 1 or not 0 < self.generator.layers_fraction <= 1:
             raise UserError("generator.hidden_fraction and generator.layers_fraction must be in (0, 1]")
         self.generator_model_config().validate("generator")
@@ -230,7 +305,7 @@ class PretrainConfig:
                             f"valid sharing choices for a smaller generator: none, embeddings, gdes")
         if objective == "mlm" and g.sharing != "embeddings":
             raise UserError(f"generator.sharing={g.sharing} has no effect with train.objective=mlm, which has no "
-                            f"generator; leave generator.sharing at embeddings")
+                            f"generator; valid generator.sharing with it: embeddings (the default)")
         if g.sharing == "gdes" and objective not in ("electra", "electra15"):
             raise UserError(f"generator.sharing=gdes is defined for a replaced-token-detection discriminator; "
                             f"valid objectives with it: electra, electra15 (got {objective})")
@@ -254,13 +329,30 @@ class PretrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
-        return cls(
-            preset=d["preset"],
-            model=ModelConfig(**d["model"]),
-            generator=GeneratorConfig(**d["generator"]),
-            train=TrainConfig(**d["train"]),
-        )
+    def from_dict(cls, d: Any) -> "PretrainConfig":
+        """The inverse of ``to_dict`` (a run's config.json). A field missing from a section takes its default;
+        a wrong shape or an unknown key is a UserError. Call ``validate`` for the values."""
+        sections = {"model": ModelConfig, "generator": GeneratorConfig, "train": TrainConfig}
+        if not isinstance(d, dict):
+            raise UserError(f"expected a JSON object with preset, {', '.join(sections)}; got {_json_kind(d)}")
+        _known_keys(d, ["preset", *sections], "")
+        missing = [k for k in ("preset", *sections) if k not in d]
+        if missing:
+            raise UserError(f"no {missing[0]!r}; a run config has preset, {', '.join(sections)}")
+        parts = {}
+        for name, section in sections.items():
+            if not isinstance(d[name], dict):
+                raise UserError(f"{name} must be a JSON object of its fields, got {_json_kind(d[name])}")
+            _known_keys(d[name], [f.name for f in dataclasses.fields(section)], f"{name}.")
+            parts[name] = _from_json(section, d[name])
+        return cls(preset=d["preset"], **parts)
+
+
+def _known_keys(d: dict, valid: list[str], prefix: str) -> None:
+    unknown = [k for k in d if k not in valid]
+    if unknown:
+        raise UserError(f"{prefix + unknown[0]!r:.60} is not a known key; valid keys: "
+                        f"{', '.join(prefix + k for k in valid)}")
 
 
 # --------------------------------------------------------------------------- presets
@@ -301,9 +393,9 @@ def preset_config(name: str, vocab_size: int = 30522, pad_token_id: int = 0) -> 
 
 # --------------------------------------------------------------------------- --set overrides
 
-def _parse_value(raw: str, current: Any, key: str) -> Any:
-    """Convert the text of ``--set key=value`` to the type of the field it replaces."""
-    kind = type(current)
+def _parse_value(raw: str, kind: type, key: str) -> Any:
+    """Convert the text of ``--set key=value`` to ``kind``, the declared type of the field it replaces (not the
+    type of its current value: a config.json may hold 1 in a float field)."""
     try:
         if kind is bool:
             low = raw.lower()
@@ -311,10 +403,16 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
                 raise ValueError
             return low in ("true", "1", "yes")
         if kind is int:
-            value = float(raw)  # accept 1e6
-            if not value.is_integer():
+            try:
+                value = int(raw)  # exact, however large
+            except ValueError:
+                value = float(raw)  # accept 1e6
+                if not value.is_integer():
+                    raise ValueError from None
+                value = int(value)
+            if not -2**63 <= value < 2**63:  # torch's int64
                 raise ValueError
-            return int(value)
+            return value
         if kind is float:
             value = float(raw)
             if not math.isfinite(value):
@@ -322,7 +420,7 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
             return value
         return raw
     except ValueError:
-        raise UserError(f"--set {key}={raw}: expected a value of type {kind.__name__}") from None
+        raise UserError(f"--set {key}={raw!r:.60}: expected a value of type {kind.__name__}") from None
 
 
 def apply_overrides(cfg: PretrainConfig, pairs: list[str]) -> PretrainConfig:
@@ -344,10 +442,11 @@ def set_fields(sections: dict[str, Any], pairs: list[str]) -> None:
         matches = [k for k in all_keys if k == key or k.split(".", 1)[1] == key]
         if len(matches) != 1:
             why = "is ambiguous" if matches else "is not a known key"
-            raise UserError(f"--set {key} {why}; valid keys: {', '.join(all_keys)}")
+            raise UserError(f"--set {key!r:.60} {why}; valid keys: {', '.join(all_keys)}")
         section, name = matches[0].split(".", 1)
         obj = sections[section]
-        setattr(obj, name, _parse_value(raw.strip(), getattr(obj, name), matches[0]))
+        kind = next(_field_kind(f) for f in dataclasses.fields(obj) if f.name == name)
+        setattr(obj, name, _parse_value(raw.strip(), kind, matches[0]))
 
 
 def dumps(cfg: PretrainConfig) -> str:

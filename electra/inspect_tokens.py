@@ -6,14 +6,13 @@ implausible one) and read the discriminator's per-token probability of "replaced
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from electra.checkpoint import hf_pair_folders, latest_checkpoint, load_hf_model, load_run_config
+from electra.checkpoint import hf_pair_folders, read_json_file, latest_checkpoint, load_hf_model, load_run_config
 from electra.data.tokenizer import load_tokenizer
 from electra.errors import UserError
 from electra.model import ElectraForPreTraining
@@ -33,7 +32,8 @@ def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
                                if k.startswith("discriminator.")})
         return model.eval(), path / "tokenizer"
     folder, _ = hf_pair_folders(path)
-    architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    config = read_json_file(folder / "config.json")
+    architectures = (config.get("architectures") if isinstance(config, dict) else None) or []
     if architectures and architectures[0] != "ElectraForPreTraining":
         raise UserError(f"{folder}: a {architectures[0]} has no replaced-token head; give an ElectraForPreTraining "
                         f"folder or a pre-training run")

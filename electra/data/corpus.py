@@ -130,13 +130,19 @@ class CorpusReader:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({getattr(e, 'msg', e)}); "
+            except (ValueError, RecursionError) as e:
+                why = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "msg", e)
+                raise UserError(f"{path}:{lineno}: not valid JSON ({why}); "
                                 'each line must be one JSON object like {"text": "..."}') from None
             text = record.get("text") if isinstance(record, dict) else None
             if not isinstance(text, str):
                 raise UserError(f'{path}:{lineno}: no "text" string field; each line must be one JSON object '
                                 'like {"text": "..."}')
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # a JSON escape like "\ud800" without its pair: no character
+                raise UserError(f'{path}:{lineno}: the "text" holds a lone UTF-16 surrogate escape '
+                                f'(\\u{ord(text[e.start]):04x}) that encodes no character; fix or remove it') from None
             sentences = [s for s in (s.strip() for s in text.splitlines()) if s]
             if sentences:
                 self.num_lines += len(sentences)
@@ -367,6 +373,9 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
     if shard_examples < 1:
         raise UserError(f"shard_examples {shard_examples} must be positive")
     tok = load_tokenizer(tokenizer)
+    # Text that spells a special token ("[SEP]", "[PAD]", "[MASK]") is text, as in Google's builder: read as the
+    # special it would put a separator, a mask, or padding (which the loader then masks out) inside an example.
+    tok.encode_special_tokens = True
     files = find_corpus_files(inputs)
     special = special_token_ids(tok)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
