@@ -64,12 +64,10 @@ def cmd_pretrain(args) -> None:
 
 def cmd_export(args) -> None:
     """Write Hugging Face transformers folders (discriminator/ and generator/) from a pre-training run."""
-    from electra.checkpoint import export_run
-
-    import json
+    from electra.checkpoint import export_run, read_json_file
 
     disc, gen = export_run(Path(args.run), Path(args.out))
-    arch = json.loads((disc / "config.json").read_text())["architectures"][0]
+    arch = read_json_file(disc / "config.json")["architectures"][0]  # written by export_run just now
     print(f"discriminator: {disc}  (transformers.{arch}.from_pretrained)")
     if gen is not None:
         print(f"generator:     {gen}  (transformers.ElectraForMaskedLM.from_pretrained)")
@@ -116,12 +114,11 @@ def cmd_finetune(args) -> None:
     qa: SQuAD v1.1/v2.0 JSON. --seeds K runs K seeds and reports median, mean and std of the dev metric.
     --set key=value changes the recipe (learning_rate, layerwise_lr_decay, lr_decay_style, epochs,
     batch_size, warmup_fraction, max_seq_length, eval_every, init=scratch for a from-scratch baseline, ...).
+    Under torchrun (`torchrun --nproc-per-node N -m electra finetune ...`) the global batch_size is split
+    over the N processes (DDP); rank 0 evaluates and writes (docs/distributed.md).
     """
     from electra.finetune import finetune
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("fine-tuning runs in one process (distributed fine-tuning is not implemented); "
-                        "run `electra finetune` without torchrun")
     finetune(Path(args.model), args.task, Path(args.train), Path(args.dev), Path(args.out), seeds=args.seeds,
              overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet)
 

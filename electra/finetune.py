@@ -11,6 +11,9 @@ A fine-tuning folder::
     runs/t/results.json      per-seed best dev metrics; median, mean and std over seeds
     runs/t/seed-N/           metrics.jsonl and best/ (a transformers folder + task.json) for seed N
     runs/t/model/            the best seed's best/ : what `evaluate` and `predict` use
+
+Under torchrun (docs/distributed.md) every rank builds the same length-bucketed batch order from the seed and
+trains on its slice of each global batch (DDP, gradients summed); rank 0 alone evaluates, decides and writes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -30,12 +34,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from electra.checkpoint import AtomicDir, load_encoder_source, write_json
+from electra.checkpoint import AtomicDir, load_encoder_source, read_json_file, write_json
 from electra.config import ModelConfig, set_fields
 from electra.data.tokenizer import load_tokenizer, special_token_ids
+from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
+                                 parallelize, run_device)
 from electra.errors import UserError
 from electra.pretrain import autocast_for, resolve_device
-from electra.tasks import Task, collate, make_task
+from electra.tasks import IGNORE, Task, collate, make_task
 
 TASK_FILE = "task.json"
 
@@ -60,6 +66,7 @@ class FinetuneConfig:
     max_answer_length: int = 30       # qa: in tokens
     null_score_diff_threshold: float = 0.0  # qa v2.0: predict "no answer" when null score - best span > this
     eval_every: int = 0               # steps between dev evaluations; 0 = twice per epoch
+    log_every: int = 50               # steps between training-loss records in metrics.jsonl
     seed: int = 1                     # seeds are seed, seed+1, ... with --seeds K
     init: str = "pretrained"          # pretrained | scratch (same architecture and tokenizer, random weights)
     device: str = "auto"
@@ -88,8 +95,16 @@ class FinetuneConfig:
             raise UserError("epochs and batch_size must be positive, learning_rate >= 0, warmup_fraction in [0, 1)")
         if not 0 < self.layerwise_lr_decay <= 1 and self.layerwise_lr_decay != 0:
             raise UserError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if self.log_every <= 0 or self.eval_every < 0:
+            raise UserError(f"log_every must be positive and eval_every >= 0, got {self.log_every}, {self.eval_every}")
         if self.max_seq_length < 0 or self.doc_stride <= 0 or self.max_answer_length <= 0 or self.n_best_size <= 0:
             raise UserError("max_seq_length must be >= 0; doc_stride, max_answer_length and n_best_size positive")
+        # AdamW's own limits (it raises otherwise); eps = 0 makes an unused parameter's first update 0/0 = NaN.
+        if self.weight_decay < 0 or self.adam_epsilon <= 0 or self.max_grad_norm <= 0:
+            raise UserError(f"weight_decay must be >= 0, adam_epsilon and max_grad_norm > 0; got {self.weight_decay}, "
+                            f"{self.adam_epsilon}, {self.max_grad_norm}")
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", self.device)):
+            raise UserError(f"device {self.device!r:.60} is not one of auto, cpu, cuda, cuda:N")
 
 
 # --------------------------------------------------------------------------- the recipe's pieces
@@ -155,6 +170,49 @@ def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ran
     return batches
 
 
+# --------------------------------------------------------------------------- one global batch over ranks
+
+def rank_slice(batch: list[int], d: Dist) -> list[int]:
+    """This rank's contiguous slice of a global batch; sizes differ by at most one, and a slice is empty when
+    the batch (an epoch's last, short one) has fewer examples than there are ranks."""
+    n = len(batch)
+    return batch[n * d.rank // d.world_size: n * (d.rank + 1) // d.world_size]
+
+
+def collate_padded(features: list[dict], pad_id: int, length: int) -> dict[str, torch.Tensor]:
+    """``collate``, padded to ``length``: a rank's slice padded like the whole global batch, so its rows are
+    exactly those of the one-process batch (QA's softmax runs over padded positions too: padding changes it)."""
+    batch = collate(features, pad_id)
+    extra = length - batch["input_ids"].shape[1]
+    if extra > 0:
+        fill = {"input_ids": pad_id, "labels": IGNORE}  # token types and attention mask: 0
+        batch = {k: torch.nn.functional.pad(v, (0, extra), value=fill.get(k, 0)) if v.dim() == 2 else v
+                 for k, v in batch.items()}
+    return batch
+
+
+def loss_count(feature: dict) -> int:
+    """How many terms a feature adds to its task's mean loss: its labelled tokens (tagging), else one."""
+    if "labels" in feature:
+        return sum(label != IGNORE for label in feature["labels"])
+    return 1
+
+
+def share_of_loss(task: Task, logits, batch, count: int, total: int) -> torch.Tensor:
+    """This rank's share of the global batch's mean loss: its own mean x count / total (``count`` of the
+    ``total`` loss terms of the global batch are here), so that the ranks' gradients, summed by DDP, are the
+    one-process gradient of the whole batch. In one process count == total and the loss is the task's.
+
+    With nothing to count (a stand-in example on an empty slice) the share is a zero that still reaches
+    every parameter: DDP expects a gradient for each of them from every rank.
+    """
+    if count == 0:
+        outs = logits if isinstance(logits, tuple) else (logits,)
+        return sum(o.float().sum() for o in outs) * 0.0
+    loss = task.loss(logits, batch)
+    return loss if count == total else loss * (count / total)
+
+
 # --------------------------------------------------------------------------- loading and saving models
 
 def resolve_finetuned(path: Path) -> Path:
@@ -169,10 +227,10 @@ def resolve_finetuned(path: Path) -> Path:
 def load_finetuned(path: Path, device: torch.device):
     """(task, model, tokenizer, max_seq_length) of a fine-tuned model folder."""
     folder = resolve_finetuned(path)
-    meta = json.loads((folder / TASK_FILE).read_text())
+    meta = read_json_file(folder / TASK_FILE)
     task = make_task(meta["task"], meta.get("options"), meta)
     task.qa_options = meta.get("qa_options", {})
-    cfg = ModelConfig.from_hf_dict(json.loads((folder / "config.json").read_text()), str(folder / "config.json"))
+    cfg = ModelConfig.from_hf_dict(read_json_file(folder / "config.json"), str(folder / "config.json"))
     model = task.build_model(cfg)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return task, model.to(device).eval(), load_tokenizer(folder), meta["max_seq_length"]
@@ -243,11 +301,16 @@ def evaluate(model, task: Task, examples, features, pad_id, batch_size, device, 
 
 def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, encoder_state: dict | None,
                    train_feats, dev_examples, dev_feats, pad_id: int, out: Path, seed: int,
-                   progress: bool = True) -> dict[str, Any]:
-    """Fine-tune one seed; returns its best dev metrics. Writes out/metrics.jsonl and out/best/ (later)."""
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    device = resolve_device(cfg.device)
+                   progress: bool = True, d: Dist | None = None) -> dict[str, Any]:
+    """Fine-tune one seed; returns its best dev metrics. Writes out/metrics.jsonl and out/best/ (later).
+
+    Under torchrun (``d``) every rank calls it: each trains on its slice of every global batch, rank 0
+    evaluates and writes, and every rank returns rank 0's best metrics (``model`` is None on the others).
+    """
+    d = d or Dist()
+    torch.manual_seed(seed)  # the same head on every rank (DDP broadcasts rank 0's anyway)
+    rng = random.Random(seed)  # the same batch order on every rank
+    device = run_device(cfg.device, d) if d.enabled else resolve_device(cfg.device)
     autocast = autocast_for(device, cfg.precision)
     model = task.build_model(model_cfg)  # random head (and encoder, for init=scratch)
     if encoder_state is not None:
@@ -255,6 +318,9 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
         assert not unexpected and all(not k.startswith("electra.") for k in missing), (missing, unexpected)
     model.to(device)
     optimizer = build_optimizer(model, cfg, device)
+    step_fn = parallelize(model, "ddp", d)  # the model itself in one process
+    if d.enabled:  # each rank its own dropout masks (the same stream on all would repeat them across slices)
+        torch.manual_seed((seed << 16) + d.rank)
 
     lengths = [len(f["input_ids"]) for f in train_feats]
     steps_per_epoch = max(1, -(-len(train_feats) // cfg.batch_size))
@@ -264,47 +330,63 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
     primary = task.primary_metric
     best: dict[str, Any] = {"score": -float("inf")}
     best_state = None
-    log = open(out / "metrics.jsonl", "w")
-    bar = tqdm(total=total, desc=f"seed {seed}", disable=not progress, unit="step", dynamic_ncols=True)
+    log = open(out / "metrics.jsonl", "w") if d.is_main else None
+    bar = tqdm(total=total, desc=f"seed {seed}", disable=not (progress and d.is_main), unit="step",
+               dynamic_ncols=True)
     step, epoch, t0 = 0, 0, time.perf_counter()
     while step < total:
-        for idx in length_bucketed_batches(lengths, cfg.batch_size, rng):
+        for global_idx in length_bucketed_batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
-            model.train()
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate([train_feats[i] for i in idx], pad_id).items()}
+            step_fn.train()
+            # Counted on the host from the features: no collective needed for the global normalisation.
+            total_count = sum(loss_count(train_feats[i]) for i in global_idx)
+            idx = rank_slice(global_idx, d)
+            count = sum(loss_count(train_feats[i]) for i in idx)
+            feats = [train_feats[i] for i in idx or global_idx[:1]]  # an empty slice runs a stand-in, weighted 0
+            batch = collate_padded(feats, pad_id, max(lengths[i] for i in global_idx))  # one process: collate
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * schedule(step, total, warmup)
             with autocast():
-                logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            loss = task.loss(logits, batch)
+                logits = step_fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            loss = share_of_loss(task, logits, batch, count, total_count)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # DDP sums the ranks' gradients: every rank holds the whole batch's gradient
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             step += 1
             bar.update(1)
-            if step % 50 == 0 or step == total:
-                loss_value = loss.item()  # a host sync every 50 steps, not every step
+            if step % cfg.log_every == 0 or step == total:
+                # The ranks' shares sum to the global batch's mean loss; a host sync (and, under torchrun, a
+                # collective on every rank) only at logging steps.
+                loss_value = all_reduce_sum(loss.detach().float().clone(), d).item()
                 bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{best['score']:.4g}")
-                log.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
-                                      "lr": optimizer.param_groups[0]["lr"]}) + "\n")
+                if log is not None:
+                    log.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
+                                          "lr": optimizer.param_groups[0]["lr"]}) + "\n")
             if step % eval_every == 0 or step == total:
-                metrics, preds = evaluate(model, task, dev_examples, dev_feats, pad_id, 64, device, autocast)
-                label, share = task.majority_fraction(preds)
-                record = {"step": step, "event": "eval", **metrics, "majority_prediction": label,
-                          "majority_share": share, "seconds": round(time.perf_counter() - t0, 1)}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                if metrics[primary] > best["score"]:
-                    best = {"score": metrics[primary], "step": step, "metrics": metrics,
-                            "majority_prediction": label, "majority_share": share}
-                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                # Rank 0 evaluates the whole dev set alone (the others wait in the broadcast) and decides;
+                # every rank then holds the same ``best``.
+                if d.is_main:
+                    metrics, preds = evaluate(model, task, dev_examples, dev_feats, pad_id, 64, device, autocast)
+                    label, share = task.majority_fraction(preds)
+                    record = {"step": step, "event": "eval", **metrics, "majority_prediction": label,
+                              "majority_share": share, "seconds": round(time.perf_counter() - t0, 1)}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if metrics[primary] > best["score"]:
+                        best = {"score": metrics[primary], "step": step, "metrics": metrics,
+                                "majority_prediction": label, "majority_share": share}
+                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = broadcast_object(best, d)
         epoch += 1
     bar.close()
-    log.close()
-    model.load_state_dict(best_state)
-    best["model"] = model.cpu()
+    if log is not None:
+        log.close()
+    if d.is_main:
+        model.load_state_dict(best_state)
+    best["model"] = model.cpu() if d.is_main else None
     return best
 
 
@@ -315,8 +397,11 @@ def _summary(values: list[float]) -> dict[str, float]:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "max": max(values)}
 
 
-def report_warnings(task: Task, what: str) -> None:
+def report_warnings(task: Task, what: str, show: bool = True) -> None:
+    """Print the task's counted warnings for file ``what`` (``show``: this process prints) and reset them."""
     for key, n in task.warnings.items():
+        if not show:
+            continue
         hint = " (raise --set max_seq_length=...)" if key == "truncated" else ""
         name = "texts longer than max_seq_length, truncated" if key == "truncated" else key
         print(f"warning: {what}: {n} {name}{hint}", file=sys.stderr)
@@ -326,10 +411,25 @@ def report_warnings(task: Task, what: str) -> None:
 def finetune(model_path: Path, task_name: str, train_path: Path, dev_path: Path, out: Path, seeds: int = 1,
              overrides: list[str] | None = None, reader_options: dict | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Fine-tune MODEL on a task for ``seeds`` seeds; keep each seed's best dev checkpoint; summarise."""
+    """Fine-tune MODEL on a task for ``seeds`` seeds; keep each seed's best dev checkpoint; summarise.
+
+    Under torchrun every rank runs it (and returns the same results); rank 0 alone prints and writes.
+    """
+    d = init_distributed()
+    try:
+        return _finetune(d, model_path, task_name, train_path, dev_path, out, seeds, overrides, reader_options,
+                         progress)
+    finally:
+        close_distributed(d)
+
+
+def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_path: Path, out: Path, seeds: int,
+              overrides: list[str] | None, reader_options: dict | None, progress: bool) -> dict[str, Any]:
+    say = print if d.is_main else (lambda *args, **kwargs: None)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: the output folder already exists and is not empty; choose another --out")
+    barrier(d)  # every rank has looked at --out before rank 0 writes into it
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     cfg = FinetuneConfig()
@@ -347,41 +447,46 @@ def finetune(model_path: Path, task_name: str, train_path: Path, dev_path: Path,
     train_examples = task.read_train(Path(train_path))
     dev_examples = task.read_eval(Path(dev_path))
     train_feats = task.featurize(train_examples, tok, cfg.max_seq_length, training=True)
-    report_warnings(task, str(train_path))
+    report_warnings(task, str(train_path), d.is_main)
     dev_feats = task.featurize(dev_examples, tok, cfg.max_seq_length, training=False)
-    report_warnings(task, str(dev_path))
+    report_warnings(task, str(dev_path), d.is_main)
     if not train_feats:
         raise UserError(f"{train_path}: no usable training examples")
 
     check_weights(task.build_model(model_cfg), encoder_state, Path(model_path))
 
-    out.mkdir(parents=True, exist_ok=True)
     source = {"model": str(model_path), "init": cfg.init, "tokenizer": str(tok_dir)}
-    write_json(out / "finetune.json", {"config": dataclasses.asdict(cfg), "task": task.state(), "source": source,
-                                       "train": str(train_path), "dev": str(dev_path)})
-    print(f"{task_name}: {len(train_examples)} train / {len(dev_examples)} dev examples, "
-          f"{task.num_labels} outputs, lr {cfg.learning_rate:g}, layer decay {cfg.layerwise_lr_decay:g}, "
-          f"{cfg.epochs:g} epochs of batch {cfg.batch_size}, init {cfg.init}")
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "finetune.json", {"config": dataclasses.asdict(cfg), "task": task.state(), "source": source,
+                                           "train": str(train_path), "dev": str(dev_path),
+                                           "world_size": d.world_size})
+    say(f"{task_name}: {len(train_examples)} train / {len(dev_examples)} dev examples, "
+        f"{task.num_labels} outputs, lr {cfg.learning_rate:g}, layer decay {cfg.layerwise_lr_decay:g}, "
+        f"{cfg.epochs:g} epochs of batch {cfg.batch_size}, init {cfg.init}"
+        + (f", split over {d.world_size} processes" if d.enabled else ""))
 
     per_seed = []
     best_overall = None
     for k in range(seeds):
         seed = cfg.seed + k
         seed_dir = out / f"seed-{seed}"
-        seed_dir.mkdir(exist_ok=True)
+        if d.is_main:
+            seed_dir.mkdir(exist_ok=True)
         result = train_one_seed(task, cfg, model_cfg, None if cfg.init == "scratch" else encoder_state,
-                                train_feats, dev_examples, dev_feats, pad_id, seed_dir, seed, progress)
+                                train_feats, dev_examples, dev_feats, pad_id, seed_dir, seed, progress, d)
         model = result.pop("model")
-        save_finetuned(model, task, tok_dir, seed_dir / "best", cfg.max_seq_length,
-                       {"seed": seed, "best_step": result["step"], "dev": result["metrics"], "source": source})
+        if d.is_main:
+            save_finetuned(model, task, tok_dir, seed_dir / "best", cfg.max_seq_length,
+                           {"seed": seed, "best_step": result["step"], "dev": result["metrics"], "source": source})
         collapsed = task.name != "qa" and result["majority_share"] >= 0.99
         if collapsed:
-            print(f"warning: seed {seed} collapsed: it predicts {result['majority_prediction']!r} for "
-                  f"{result['majority_share']:.1%} of dev; try a lower learning rate or another seed", file=sys.stderr)
+            say(f"warning: seed {seed} collapsed: it predicts {result['majority_prediction']!r} for "
+                f"{result['majority_share']:.1%} of dev; try a lower learning rate or another seed", file=sys.stderr)
         row = {"seed": seed, "best_step": result["step"], "collapsed": collapsed, **result["metrics"]}
         per_seed.append(row)
-        print(f"seed {seed}: best dev {task.primary_metric} {result['score']:.4f} at step {result['step']}"
-              + ("  (collapsed to the majority class)" if collapsed else ""))
+        say(f"seed {seed}: best dev {task.primary_metric} {result['score']:.4f} at step {result['step']}"
+            + ("  (collapsed to the majority class)" if collapsed else ""))
         if best_overall is None or result["score"] > best_overall[0]:
             best_overall = (result["score"], seed_dir / "best")
 
@@ -390,13 +495,15 @@ def finetune(model_path: Path, task_name: str, train_path: Path, dev_path: Path,
                "summary": {k: _summary([r[k] for r in per_seed]) for k in keys},
                "collapsed_seeds": [r["seed"] for r in per_seed if r["collapsed"]],
                "model": f"seed-{best_overall[1].parent.name.split('-')[1]}/best"}
-    with AtomicDir(out / "model") as tmp:
-        for f in best_overall[1].iterdir():
-            shutil.copy2(f, tmp / f.name)
-    write_json(out / "results.json", results)
+    if d.is_main:
+        with AtomicDir(out / "model") as tmp:
+            for f in best_overall[1].iterdir():
+                shutil.copy2(f, tmp / f.name)
+        write_json(out / "results.json", results)
+    barrier(d)  # the folder is complete when finetune returns, on any rank
     s = results["summary"][task.primary_metric]
-    print(f"dev {task.primary_metric} over {seeds} seed(s): median {s['median']:.4f}, mean {s['mean']:.4f}, "
-          f"std {s['std']:.4f}; best seed's model in {out / 'model'}")
+    say(f"dev {task.primary_metric} over {seeds} seed(s): median {s['median']:.4f}, mean {s['mean']:.4f}, "
+        f"std {s['std']:.4f}; best seed's model in {out / 'model'}")
     return results
 
 
