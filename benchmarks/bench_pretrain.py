@@ -14,6 +14,8 @@ One invocation measures, per configuration ``preset:BATCHxLENGTH``:
   Gumbel-max sampling in float32 at the selected positions, BCE over real tokens, MLM + 50 * disc,
   ``torch.optim.AdamW`` with the same settings.
 * optionally a classification fine-tuning step and batched inference, ours vs ElectraForSequenceClassification.
+* the corpus build (``electra data build``: read, tokenise, pack, write shards) in MB of text per second, on
+  ``../shared/data/corpus`` with the BERT uncased vocabulary when they exist (``--data-corpus``, ``--data-vocab``).
 
 Implementations alternate (A B B A ...) after warm-up; the reported time is the median over repetitions.
 A correctness check first compares the first-step losses of both implementations on the same weights
@@ -439,6 +441,11 @@ def main() -> None:
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                     help="measure peak memory (on CPU: one fresh subprocess per implementation)")
     ap.add_argument("--append", default=None, help="append the markdown report to this file")
+    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    ap.add_argument("--data-corpus", default=str(shared / "corpus"),
+                    help="corpus file or folder whose build (`electra data build`) is timed; '' to skip")
+    ap.add_argument("--data-vocab", default=str(shared / "vocab" / "bert-base-uncased-vocab.txt"),
+                    help="tokenizer for the data build (vocab.txt, tokenizer.json or a tokenizer folder)")
     ap.add_argument("--_probe-memory", dest="_probe_memory", choices=("ours", "transformers"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -564,8 +571,16 @@ def main() -> None:
 
     if not args.finetune:
         notes.append("fine-tuning and inference not measured (--no-finetune)")
+    data_row = None
+    if args.data_corpus and Path(args.data_corpus).exists() and Path(args.data_vocab).exists():
+        data_row = data_build_rate(args.data_corpus, args.data_vocab, repeats=max(1, min(args.repeats, 3)))
+        print(f"data build: {data_row['mb']:.2f} MB of text in {data_row['s']:.2f} s (median of "
+              f"{data_row['repeats']}): {data_row['mb'] / data_row['s']:.2f} MB/s")
+    elif args.data_corpus:
+        notes.append(f"corpus build not measured: {args.data_corpus} or {args.data_vocab} does not exist")
     info["load"] = f"{load_start:.2f} at start, {load_average():.2f} at end" if load_start is not None else "n/a"
-    report = render(args, info, started, precision, warmup, calls, ceilings, peak, rows, ft_rows, checks, notes)
+    report = render(args, info, started, precision, warmup, calls, ceilings, peak, rows, ft_rows, checks, notes,
+                    data_row)
     print("\n" + report)
     if args.append:
         path = Path(args.append)
@@ -579,7 +594,32 @@ def main() -> None:
         print(f"appended to {path}")
 
 
-def render(args, info, started, precision, warmup, calls, ceilings, peak, rows, ft_rows, checks, notes) -> str:
+def data_build_rate(corpus: str, vocab: str, repeats: int, length: int = 128) -> dict:
+    """Time ``build_dataset`` end to end (into a temporary folder) and measure the corpus's text size."""
+    import gzip
+    import tempfile
+
+    from electra.data.corpus import build_dataset, find_corpus_files
+
+    files = find_corpus_files([corpus])
+    size = 0
+    for f in files:  # MB of text = uncompressed bytes, so that .gz and plain corpora compare
+        with (gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb")) as fh:
+            while chunk := fh.read(1 << 22):
+                size += len(chunk)
+    times, tokens = [], 0
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            manifest = build_dataset([corpus], vocab, Path(tmp) / "data", max_seq_length=length, progress=False)
+            times.append(time.perf_counter() - t0)
+        tokens = sum(split["num_tokens"] for split in manifest["splits"].values())
+    return dict(corpus=corpus, vocab=Path(vocab).name, mb=size / 1e6, s=statistics.median(times), tokens=tokens,
+                repeats=repeats, length=length, threads=os.environ.get("RAYON_NUM_THREADS", os.cpu_count()))
+
+
+def render(args, info, started, precision, warmup, calls, ceilings, peak, rows, ft_rows, checks, notes,
+           data_row=None) -> str:
     env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     out = [
         f"## ELECTRA pre-training step, {started:%Y-%m-%d %H:%M} UTC",
@@ -621,6 +661,13 @@ def render(args, info, started, precision, warmup, calls, ceilings, peak, rows, 
         for r in ft_rows:
             out.append(f"| {r['config']} | {r['impl']} | {r['task']} | {r['ms']:,.1f} | {r['seq']:,.1f} "
                        f"| {r['tok']:,.0f} | ×{r['speedup']:.2f} | {r['mfu']:.1%} | {fmt_bytes(r['mem'])} |")
+    if data_row:
+        out += ["", f"Corpus build (`electra data build`: read, tokenise, pack into {data_row['length']}-token "
+                f"examples, write shards) of {data_row['corpus']} ({data_row['mb']:.2f} MB of text, "
+                f"{data_row['tokens']:,} tokens) with {data_row['vocab']}: median of {data_row['repeats']} runs "
+                f"{data_row['s']:.2f} s, **{data_row['mb'] / data_row['s']:.2f} MB/s**, "
+                f"{data_row['tokens'] / data_row['s']:,.0f} tokens/s (tokenizers' own thread pool: "
+                f"{data_row['threads']} threads)."]
     out += [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
 
