@@ -147,6 +147,7 @@ def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     names = [p.name for p in probes if any(r["probe"] == p.name for r in rows)]
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
@@ -168,6 +169,9 @@ def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
             ax.axhline(statistics.fmean(scratch), color="grey", linestyle="--",
                        label=f"from scratch (mean of {len(scratch)})")
         ax.set_xscale("log")
+        budgets = sorted({r["budget"] for r in mine if r["budget"] > 0})
+        ax.set_xticks(budgets, [f"{b:.2g}" for b in budgets])  # the grid's budgets, not 2x, 3x, ... of a decade
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("pre-training FLOPs")
         ax.set_ylabel(f"dev {mine[0]['metric']}")
         ax.set_title(name)
