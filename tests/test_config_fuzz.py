@@ -9,12 +9,11 @@ its values, and a small enough model builds and gives finite outputs."""
 import dataclasses
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from electra.checkpoint import _is_electra_folder, load_hf_state, load_run_config
@@ -23,27 +22,8 @@ from electra.config import (ACTIVATIONS, ALGORITHMS, MASKINGS, OBJECTIVES, PRESE
 from electra.errors import UserError
 from electra.finetune import FinetuneConfig
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
+from fuzzing import FUZZ, check, mostly
 
-# FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps this file under ~10 s.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def check(load, *args, name: str | None = None):
-    """``load(*args)``, or None after asserting that it raised a one-line UserError (naming ``name`` if given)."""
-    try:
-        result = load(*args)
-    except UserError as e:
-        message = str(e)
-        assert len(message.splitlines()) == 1 and "\n" not in message, message
-        assert name is None or name in message, message
-        return None
-    assert result is not None
-    return result
-
-
-def mostly(valid, invalid):
-    """Nine draws in ten from ``valid``: random inputs rarely parse, and the success paths need exercise too."""
-    return st.integers(0, 9).flatmap(lambda i: invalid if i == 0 else valid)
 
 
 # --------------------------------------------------------------------------- what "valid" means

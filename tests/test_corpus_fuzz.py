@@ -6,39 +6,26 @@ corpus's tokens, or such an error and nothing written. Never another exception, 
 import gzip
 import itertools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from electra.data.corpus import CorpusReader, build_dataset, find_corpus_files, iter_documents
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
+import fuzzing
+from fuzzing import FUZZ, mostly
 
-# FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps this file under ~10 s.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def check(reader, path, data: bytes | None = None, **kwargs):
+    """``reader(path)`` on ``data`` (written first): a result, or None after a one-line error naming the path."""
     if data is not None:
         path.write_bytes(data)
-    try:
-        result = reader(path, **kwargs)
-    except UserError as e:
-        message = str(e)
-        assert len(message.splitlines()) == 1 and "\n" not in message, message
-        assert str(path) in message, message
-        return None
-    assert result is not None
-    return result
-
-
-def mostly(valid, invalid):
-    """Nine draws in ten from ``valid``: random inputs rarely parse, and the success paths need exercise too."""
-    return st.integers(0, 9).flatmap(lambda i: invalid if i == 0 else valid)
+    return fuzzing.check(reader, path, name=str(path), **kwargs)
 
 
 def read(path: Path):

@@ -11,7 +11,6 @@ own dropout masks, so with dropout the runs can only agree statistically).
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -20,20 +19,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from electra.checkpoint import save_hf_model
 from electra.config import ModelConfig
-from electra.data.tokenizer import load_tokenizer, train_tokenizer
+from electra.data.tokenizer import load_tokenizer
 from electra.distributed import Dist
 from electra.finetune import finetune, loss_count, rank_slice, share_of_loss
-from electra.model import ElectraForPreTraining, ElectraForTokenClassification
+from electra.model import ElectraForTokenClassification
 from electra.tasks import IGNORE, collate, make_task
+from toy_tasks import save_toy_model, write_conll, write_squad, write_sst
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = "great superb lovely fine brilliant".split()
-BAD = "awful dull poor boring terrible".split()
-FILLER = "the film was quite a story with some acting and music in it".split()
-NOUNS = "dog cat house tree car river city".split()
-VERBS = "runs eats sees builds drives finds takes".split()
 # 2 epochs of 4 to 6 batches; an evaluation every 4 steps and at the end.
 RECIPE = ["epochs=2", "batch_size=8", "learning_rate=3e-3", "layerwise_lr_decay=1.0", "eval_every=4", "log_every=1"]
 QA = ["max_seq_length=24", "doc_stride=8", "max_query_length=8"]  # contexts cut into 2-3 windows
@@ -68,62 +62,20 @@ runpy.run_module("electra", run_name="__main__")
 """
 
 
-def _sentence(rng, label):
-    words = rng.sample(FILLER, rng.randint(2, 10)) + [rng.choice(GOOD if label else BAD)]  # varied lengths
-    rng.shuffle(words)
-    return " ".join(words)
-
-
-def _write_sst(path, n, seed):
-    rng = random.Random(seed)
-    path.write_text("sentence\tlabel\n" + "".join(f"{_sentence(rng, i % 2)}\t{i % 2}\n" for i in range(n)))
-    return path
-
-
-def _write_conll(path, n, seed):
-    rng = random.Random(seed)
-    blocks = []
-    for _ in range(n):
-        words = [(rng.choice(NOUNS), "NN") if j % 2 == 0 else (rng.choice(VERBS), "VB") for j in range(rng.randint(1, 9))]
-        blocks.append("\n".join(f"{w}\t{t}" for w, t in words))
-    path.write_text("\n\n".join(blocks) + "\n")
-    return path
-
-
-def _write_squad(path, n, seed):
-    rng = random.Random(seed)
-    paragraphs = []
-    for i in range(n):
-        name = rng.choice(NOUNS)
-        context = f"{' '.join(rng.sample(FILLER, rng.randint(3, 9)))} . the answer is {name} . {' '.join(rng.sample(FILLER, 4))}"
-        paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": "what is the answer ?",
-                                                         "answers": [{"text": name,
-                                                                      "answer_start": context.index(f"is {name}") + 3}]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "toy", "paragraphs": paragraphs}]}))
-    return path
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("tasks")
-    return {"classification": (_write_sst(d / "train.tsv", 43, 0), _write_sst(d / "dev.tsv", 20, 1)),
-            "tagging": (_write_conll(d / "train.conll", 33, 0), _write_conll(d / "dev.conll", 20, 1)),
-            "qa": (_write_squad(d / "train.json", 12, 0), _write_squad(d / "dev.json", 10, 1))}
+    # varied lengths: sentences of 2-10 filler words, 1-9 tagged words, contexts of 3-9 filler words
+    sst, conll, squad = dict(filler=(2, 10)), dict(words=(1, 9)), dict(filler=(3, 9))
+    return {"classification": (write_sst(d / "train.tsv", 43, 0, **sst), write_sst(d / "dev.tsv", 20, 1, **sst)),
+            "tagging": (write_conll(d / "train.conll", 33, 0, **conll), write_conll(d / "dev.conll", 20, 1, **conll)),
+            "qa": (write_squad(d / "train.json", 12, 0, **squad), write_squad(d / "dev.json", 10, 1, **squad))}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny random ELECTRA discriminator (dropout 0) with a tokenizer trained on the toy words."""
-    d = tmp_path_factory.mktemp("model")
-    text = d / "text.txt"
-    text.write_text(" ".join(GOOD + BAD + FILLER + NOUNS + VERBS + ["what", "answer", "is", "?", "."]) + "\n")
-    train_tokenizer([text], 200, d / "tok", progress=False)
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=load_tokenizer(d / "tok").get_vocab_size(), embedding_size=32, hidden_size=32,
-                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    save_hf_model(ElectraForPreTraining(cfg), d / "hf", d / "tok")
-    return d / "hf"
+    return save_toy_model(tmp_path_factory.mktemp("model"), ["what", "answer", "is", "?", "."], 64)
 
 
 def _torchrun_finetune(model, task, train, dev, out, logs, seeds, recipe):

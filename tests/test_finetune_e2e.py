@@ -10,73 +10,22 @@ import random
 import pytest
 import torch
 
-from electra.checkpoint import save_hf_model
 from electra.cli import main
-from electra.config import ModelConfig
-from electra.data.tokenizer import train_tokenizer
 from electra.finetune import finetune, load_finetuned
-from electra.model import ElectraForPreTraining
+from toy_tasks import FILLER, GOOD, save_toy_model, sentence, write_conll, write_squad, write_sst
 
 transformers = pytest.importorskip("transformers")
 
-GOOD = "great superb lovely fine brilliant".split()
-BAD = "awful dull poor boring terrible".split()
-FILLER = "the film was quite a story with some acting and music in it".split()
-NOUNS = "dog cat house tree car river city".split()
-VERBS = "runs eats sees builds drives finds takes".split()
 FAST = ["epochs=10", "batch_size=16", "learning_rate=3e-3", "layerwise_lr_decay=1.0", "eval_every=15"]
-
-
-def _sentence(rng, label):
-    words = rng.sample(FILLER, 5) + [rng.choice(GOOD if label else BAD)]
-    rng.shuffle(words)
-    return " ".join(words)
-
-
-def _write_sst(path, n, seed, extra_label=None):
-    rng = random.Random(seed)
-    rows = ["sentence\tlabel"]
-    for i in range(n):
-        label = i % 2
-        rows.append(f"{_sentence(rng, label)}\t{label}")
-    if extra_label is not None:
-        rows.append(f"{_sentence(rng, 1)}\t{extra_label}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def _write_conll(path, n, seed):
-    rng = random.Random(seed)
-    blocks = []
-    for _ in range(n):
-        words = [(rng.choice(NOUNS), "NN") if j % 2 == 0 else (rng.choice(VERBS), "VB") for j in range(rng.randint(2, 7))]
-        blocks.append("\n".join(f"{w}\t{t}" for w, t in words))
-    path.write_text("\n\n".join(blocks) + "\n")
-    return path
-
-
-def _write_squad(path, n, seed, broken=0):
-    rng = random.Random(seed)
-    paragraphs = []
-    for i in range(n):
-        name = rng.choice(NOUNS)
-        context = f"{' '.join(rng.sample(FILLER, 6))} . the answer is {name} . {' '.join(rng.sample(FILLER, 4))}"
-        answer = {"text": name, "answer_start": context.index(f"is {name}") + 3}
-        if i < broken:
-            answer = {"text": "zebra", "answer_start": 0}  # not in the context: skipped and counted
-        paragraphs.append({"context": context, "qas": [{"id": f"q{i}", "question": "what is the answer ?",
-                                                         "answers": [answer]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "toy", "paragraphs": paragraphs}]}))
-    return path
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("tasks")
     return {
-        "sst_train": _write_sst(d / "train.tsv", 240, 0), "sst_dev": _write_sst(d / "dev.tsv", 60, 1),
-        "pos_train": _write_conll(d / "train.conll", 200, 0), "pos_dev": _write_conll(d / "dev.conll", 40, 1),
-        "qa_train": _write_squad(d / "train.json", 120, 0, broken=3), "qa_dev": _write_squad(d / "dev.json", 30, 1),
+        "sst_train": write_sst(d / "train.tsv", 240, 0), "sst_dev": write_sst(d / "dev.tsv", 60, 1),
+        "pos_train": write_conll(d / "train.conll", 200, 0), "pos_dev": write_conll(d / "dev.conll", 40, 1),
+        "qa_train": write_squad(d / "train.json", 120, 0, broken=3), "qa_dev": write_squad(d / "dev.json", 30, 1),
         "dir": d,
     }
 
@@ -84,19 +33,7 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, files):
     """A tiny random ELECTRA discriminator with a tokenizer trained on the toy texts, as transformers saves it."""
-    d = tmp_path_factory.mktemp("model")
-    text = d / "text.txt"
-    text.write_text(" ".join(GOOD + BAD + FILLER + NOUNS + VERBS + ["what", "answer", "is", "zebra", "."]) + "\n")
-    train_tokenizer([text], 200, d / "tok", progress=False)
-    from electra.data.tokenizer import load_tokenizer
-
-    vocab = load_tokenizer(d / "tok").get_vocab_size()
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=vocab, embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                      attention_probs_dropout_prob=0.0)
-    save_hf_model(ElectraForPreTraining(cfg), d / "hf", d / "tok")
-    return d / "hf"
+    return save_toy_model(tmp_path_factory.mktemp("model"), ["what", "answer", "is", "zebra", "."], 128)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +164,7 @@ def test_scratch_init_keeps_the_architecture_but_not_the_weights(model_dir, file
 def test_collapse_to_the_majority_class_is_reported(model_dir, files, tmp_path, capsys):
     rng = random.Random(3)
     skewed = tmp_path / "skewed.tsv"
-    skewed.write_text("sentence\tlabel\n" + "".join(f"{_sentence(rng, 1)}\t{int(i % 10 == 0)}\n" for i in range(200)))
+    skewed.write_text("sentence\tlabel\n" + "".join(f"{sentence(rng, 1)}\t{int(i % 10 == 0)}\n" for i in range(200)))
     # learning rate 0: the head never moves; a random head on near-identical [CLS] states predicts one class
     results = finetune(model_dir, "classification", skewed, skewed, tmp_path / "c", seeds=1,
                        overrides=["epochs=1", "learning_rate=1e-12"], progress=False)
@@ -242,7 +179,7 @@ def test_bad_input_is_one_line_and_writes_nothing(model_dir, files, tmp_path, ca
         err = capsys.readouterr().err.strip()
         return code, err
 
-    bad_dev = _write_sst(tmp_path / "bad_dev.tsv", 4, 2, extra_label="7")
+    bad_dev = write_sst(tmp_path / "bad_dev.tsv", 4, 2, extra_label="7")
     code, err = run("--task", "classification", "--train", str(files["sst_train"]), "--dev", str(bad_dev),
                     "--out", str(tmp_path / "o1"))
     assert code == 2 and "bad_dev.tsv:6" in err and "'7'" in err and len(err.splitlines()) == 1
@@ -269,8 +206,8 @@ def test_bad_input_is_one_line_and_writes_nothing(model_dir, files, tmp_path, ca
 def test_long_texts_are_truncated_with_one_warning(model_dir, files, tmp_path, capsys):
     rng = random.Random(5)
     long = tmp_path / "long.tsv"
-    rows = [f"{_sentence(rng, i % 2)}\t{i % 2}" for i in range(40)]
-    rows += [" ".join([_sentence(rng, 1)] * 30) + "\t1" for _ in range(3)]  # ~200 words: over 64 tokens
+    rows = [f"{sentence(rng, i % 2)}\t{i % 2}" for i in range(40)]
+    rows += [" ".join([sentence(rng, 1)] * 30) + "\t1" for _ in range(3)]  # ~200 words: over 64 tokens
     long.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     finetune(model_dir, "classification", long, files["sst_dev"], tmp_path / "o", progress=False,
              overrides=["epochs=1", "max_seq_length=64"])

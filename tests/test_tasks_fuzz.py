@@ -3,41 +3,27 @@ one-line UserError naming the file; never another exception, never a hang."""
 
 import gzip
 import json
-import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from electra.data.tasks import GLUE_TASKS, read_classification, read_conll, read_squad, read_text_lines
-from electra.errors import UserError
+import fuzzing
+from fuzzing import FUZZ, mostly
 
-# FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps this file under ~10 s.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def check(reader, path, data: bytes, **kwargs):
+    """``reader(path)`` on ``data``: a result, or None after a one-line error naming the file."""
     path.write_bytes(data)
-    try:
-        result = reader(path, **kwargs)
-    except UserError as e:
-        message = str(e)
-        assert len(message.splitlines()) == 1 and "\n" not in message, message
-        assert path.name in message, message
-        return None
-    assert result is not None
-    return result
+    return fuzzing.check(reader, path, name=path.name, **kwargs)
 
 
 # Pieces that matter to the parsers: separators, quotes, brackets, line ends, BOM, odd Unicode line breaks.
 PIECES = ["\t", "\n", "\r\n", "\r", ",", '"', "'", "{", "}", "[", "]", ":", "#", "# ", " ", "-DOCSTART-", "a",
           "text", "label", "sentence", "0", "1", "2.5", "nan", "\ufeff", "\u00e9", "\x85", "\u2028", "\x0b", "\\",
           "null", "true"]
-def mostly(valid, invalid):
-    """Nine draws in ten from ``valid``: random inputs rarely parse, and the success paths need exercise too."""
-    return st.integers(0, 9).flatmap(lambda i: invalid if i == 0 else valid)
-
-
 text = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=60).map("".join)
 raw = st.binary(max_size=300)
 column = st.none() | st.integers(-4, 6) | st.sampled_from(["text", "label", "sentence", "0", "-1", "x"])
