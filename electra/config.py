@@ -163,6 +163,15 @@ class GeneratorConfig:
     sharing: str = "embeddings"
 
 
+def check_precision_and_device(precision: str, device: str, prefix: str) -> None:
+    """The names that pretrain.autocast_for and resolve_device / distributed.run_device accept (pre-training and
+    fine-tuning alike); ``prefix`` names the field as the user spells it (``train.`` or nothing)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"{prefix}precision {precision!r:.60} is not one of auto, fp32, bf16")
+    if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", device)):
+        raise UserError(f"{prefix}device {device!r:.60} is not one of auto, cpu, cuda, cuda:N")
+
+
 @dataclass
 class TrainConfig:
     """The optimisation recipe. Defaults are ELECTRA-Small's (paper, Table 6)."""
@@ -203,10 +212,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_types(self, "train.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"train.precision {self.precision!r} is not one of auto, fp32, bf16")
-        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", self.device)):
-            raise UserError(f"train.device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+        check_precision_and_device(self.precision, self.device, "train.")
         for name in ("batch_size", "max_steps", "log_every", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be positive, got {getattr(self, name)}")

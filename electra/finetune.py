@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from electra.checkpoint import AtomicDir, load_encoder_source, read_json_file, write_json
-from electra.config import ModelConfig, set_fields
+from electra.config import ModelConfig, check_precision_and_device, set_fields
 from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
                                  parallelize, run_device)
@@ -89,8 +88,7 @@ class FinetuneConfig:
             raise UserError(f"lr_decay_style {self.lr_decay_style!r} is not one of correct, google")
         if self.init not in ("pretrained", "scratch"):
             raise UserError(f"init {self.init!r} is not one of pretrained, scratch")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"precision {self.precision!r} is not one of auto, fp32, bf16")
+        check_precision_and_device(self.precision, self.device, "")
         if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate < 0 or not 0 <= self.warmup_fraction < 1:
             raise UserError("epochs and batch_size must be positive, learning_rate >= 0, warmup_fraction in [0, 1)")
         if not 0 < self.layerwise_lr_decay <= 1 and self.layerwise_lr_decay != 0:
@@ -103,8 +101,6 @@ class FinetuneConfig:
         if self.weight_decay < 0 or self.adam_epsilon <= 0 or self.max_grad_norm <= 0:
             raise UserError(f"weight_decay must be >= 0, adam_epsilon and max_grad_norm > 0; got {self.weight_decay}, "
                             f"{self.adam_epsilon}, {self.max_grad_norm}")
-        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", self.device)):
-            raise UserError(f"device {self.device!r:.60} is not one of auto, cpu, cuda, cuda:N")
 
 
 # --------------------------------------------------------------------------- the recipe's pieces
@@ -399,9 +395,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def report_warnings(task: Task, what: str, show: bool = True) -> None:
     """Print the task's counted warnings for file ``what`` (``show``: this process prints) and reset them."""
-    for key, n in task.warnings.items():
-        if not show:
-            continue
+    for key, n in task.warnings.items() if show else ():
         hint = " (raise --set max_seq_length=...)" if key == "truncated" else ""
         name = "texts longer than max_seq_length, truncated" if key == "truncated" else key
         print(f"warning: {what}: {n} {name}{hint}", file=sys.stderr)
