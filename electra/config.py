@@ -164,12 +164,25 @@ class GeneratorConfig:
 
 
 def check_precision_and_device(precision: str, device: str, prefix: str) -> None:
-    """The names that pretrain.autocast_for and resolve_device / distributed.run_device accept (pre-training and
+    """The names that pretrain.autocast_for and distributed.run_device accept (pre-training and
     fine-tuning alike); ``prefix`` names the field as the user spells it (``train.`` or nothing)."""
     if precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"{prefix}precision {precision!r:.60} is not one of auto, fp32, bf16")
     if not (device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", device)):
         raise UserError(f"{prefix}device {device!r:.60} is not one of auto, cpu, cuda, cuda:N")
+
+
+def check_optimiser_limits(learning_rate: float, weight_decay: float, adam_epsilon: float, max_grad_norm: float,
+                           prefix: str) -> None:
+    """AdamW and clipping settings that would fail or silently wreck training (pre-training and fine-tuning alike);
+    ``prefix`` names the fields as the user spells them (``train.`` or nothing)."""
+    # eps = 0: an unused parameter's first update is 0 / 0 = NaN. AdamW itself refuses a negative decay.
+    if weight_decay < 0 or adam_epsilon <= 0 or max_grad_norm <= 0:
+        raise UserError(f"{prefix}weight_decay must be >= 0, {prefix}adam_epsilon and {prefix}max_grad_norm > 0; "
+                        f"got {weight_decay}, {adam_epsilon}, {max_grad_norm}")
+    if learning_rate * weight_decay >= 1:  # AdamW scales the weights by 1 - lr * wd every step
+        raise UserError(f"{prefix}learning_rate x {prefix}weight_decay must be below 1, or every step zeroes or "
+                        f"flips the weights; got {learning_rate} x {weight_decay}")
 
 
 @dataclass
@@ -230,17 +243,12 @@ class TrainConfig:
             raise UserError(f"train.stop_at must be >= 0, got {self.stop_at}")
         if self.warmup_steps < 0 or self.learning_rate <= 0:
             raise UserError("train.warmup_steps must be >= 0 and train.learning_rate > 0")
-        # AdamW's own limits (it raises ValueError otherwise), and eps > 0: with eps = 0 an unused parameter's
-        # first update is 0 / 0 = NaN.
-        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1) or self.adam_epsilon <= 0:
-            raise UserError(f"train.adam_beta1 and train.adam_beta2 must be in [0, 1) and train.adam_epsilon > 0, "
-                            f"got {self.adam_beta1}, {self.adam_beta2}, {self.adam_epsilon}")
-        if self.weight_decay < 0 or self.max_grad_norm <= 0 or self.disc_weight < 0:
-            raise UserError(f"train.weight_decay and train.disc_weight must be >= 0 and train.max_grad_norm > 0, "
-                            f"got {self.weight_decay}, {self.disc_weight}, {self.max_grad_norm}")
-        if self.learning_rate * self.weight_decay >= 1:  # AdamW scales the weights by 1 - lr * wd every step
-            raise UserError(f"train.learning_rate x train.weight_decay must be below 1, or every step zeroes or "
-                            f"flips the weights; got {self.learning_rate} x {self.weight_decay}")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1):  # AdamW raises ValueError otherwise
+            raise UserError(f"train.adam_beta1 and train.adam_beta2 must be in [0, 1), "
+                            f"got {self.adam_beta1}, {self.adam_beta2}")
+        check_optimiser_limits(self.learning_rate, self.weight_decay, self.adam_epsilon, self.max_grad_norm, "train.")
+        if self.disc_weight < 0:
+            raise UserError(f"train.disc_weight must be >= 0, got {self.disc_weight}")
         if self.seed < 0:  # numpy's generators (the data order) take no negative seed
             raise UserError(f"train.seed must be >= 0, got {self.seed}")
         _check_choice("train.objective", self.objective, OBJECTIVES)

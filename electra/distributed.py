@@ -76,15 +76,27 @@ def init_distributed() -> Dist:
     return Dist(rank, world, local, dev)
 
 
-def run_device(name: str, d: Dist) -> torch.device:
-    """train.device under torchrun: ``cpu``, or this process's GPU (``LOCAL_RANK``) for ``auto``/``cuda``/``cuda:N``
-    (one GPU per process; torchrun numbers them)."""
+def resolve_device(name: str, field: str = "train.device") -> torch.device:
+    """A device name in a single process: ``auto`` is the GPU when one is visible. ``field`` names the setting
+    in the error (``train.device`` for pre-training, ``device`` for fine-tuning)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"{field}={name} but no CUDA GPU is visible; use --set {field}=cpu")
+    return torch.device(name)
+
+
+def run_device(name: str, d: Dist, field: str = "train.device") -> torch.device:
+    """The device this process computes on. Alone: ``resolve_device``. Under torchrun: ``cpu``, or this
+    process's GPU (``LOCAL_RANK``) for ``auto``/``cuda``/``cuda:N`` (one GPU per process; torchrun numbers them)."""
+    if not d.enabled:
+        return resolve_device(name, field)
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         if name == "auto":
             return torch.device("cpu")
-        raise UserError(f"train.device={name} but no CUDA GPU is visible; use --set train.device=cpu")
+        raise UserError(f"{field}={name} but no CUDA GPU is visible; use --set {field}=cpu")
     return torch.device("cuda", d.local_rank)
 
 

@@ -34,12 +34,12 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from electra.checkpoint import AtomicDir, load_encoder_source, read_json_file, write_json
-from electra.config import ModelConfig, check_precision_and_device, set_fields
+from electra.config import ModelConfig, check_optimiser_limits, check_precision_and_device, set_fields
 from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
-                                 parallelize, run_device)
+                                 parallelize, resolve_device, run_device)
 from electra.errors import UserError
-from electra.pretrain import autocast_for, resolve_device
+from electra.pretrain import autocast_for
 from electra.tasks import IGNORE, Task, collate, make_task
 
 TASK_FILE = "task.json"
@@ -97,10 +97,7 @@ class FinetuneConfig:
             raise UserError(f"log_every must be positive and eval_every >= 0, got {self.log_every}, {self.eval_every}")
         if self.max_seq_length < 0 or self.doc_stride <= 0 or self.max_answer_length <= 0 or self.n_best_size <= 0:
             raise UserError("max_seq_length must be >= 0; doc_stride, max_answer_length and n_best_size positive")
-        # AdamW's own limits (it raises otherwise); eps = 0 makes an unused parameter's first update 0/0 = NaN.
-        if self.weight_decay < 0 or self.adam_epsilon <= 0 or self.max_grad_norm <= 0:
-            raise UserError(f"weight_decay must be >= 0, adam_epsilon and max_grad_norm > 0; got {self.weight_decay}, "
-                            f"{self.adam_epsilon}, {self.max_grad_norm}")
+        check_optimiser_limits(self.learning_rate, self.weight_decay, self.adam_epsilon, self.max_grad_norm, "")
 
 
 # --------------------------------------------------------------------------- the recipe's pieces
@@ -306,7 +303,7 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
     d = d or Dist()
     torch.manual_seed(seed)  # the same head on every rank (DDP broadcasts rank 0's anyway)
     rng = random.Random(seed)  # the same batch order on every rank
-    device = run_device(cfg.device, d) if d.enabled else resolve_device(cfg.device)
+    device = run_device(cfg.device, d, field="device")
     autocast = autocast_for(device, cfg.precision)
     model = task.build_model(model_cfg)  # random head (and encoder, for init=scratch)
     if encoder_state is not None:

@@ -41,14 +41,6 @@ from electra.preemption import StopSignals
 
 # --------------------------------------------------------------------------- pieces
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device={name} but no CUDA GPU is visible; use --set train.device=cpu")
-    return torch.device(name)
-
-
 def autocast_for(device: torch.device, precision: str):
     """bf16 autocast on CUDA by default, plain fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
@@ -307,7 +299,7 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
         cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
     t = cfg.train
     accumulation = check_world(t, d)
-    device = run_device(t.device, d) if d.enabled else resolve_device(t.device)
+    device = run_device(t.device, d)
     autocast = autocast_for(device, t.precision)
 
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)

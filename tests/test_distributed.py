@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from electra.config import TrainConfig
-from electra.distributed import Dist
+from electra.distributed import Dist, run_device
 from electra.errors import UserError
 from electra.pretrain import check_world, pretrain
 from synthetic import make_data_dir
@@ -125,6 +126,16 @@ def test_global_batch_must_split_evenly_over_processes():
         check_world(TrainConfig(batch_size=8, micro_batch_size=4), Dist(world_size=4))
     with pytest.raises(UserError, match="divisible by the number of processes"):
         check_world(TrainConfig(batch_size=6), Dist(world_size=4))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_asking_for_a_missing_gpu_names_the_setting_alone_and_under_torchrun():
+    assert run_device("auto", Dist()).type == run_device("cpu", Dist(world_size=2)).type == "cpu"
+    for d in (Dist(), Dist(world_size=2)):
+        with pytest.raises(UserError, match=r"^train\.device=cuda:1 but no CUDA GPU .* --set train\.device=cpu$"):
+            run_device("cuda:1", d)
+        with pytest.raises(UserError, match=r"^device=cuda but no CUDA GPU .* --set device=cpu$"):
+            run_device("cuda", d, field="device")
 
 
 def test_parallel_choice_is_validated():

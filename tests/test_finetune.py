@@ -94,3 +94,8 @@ def test_config_resolution_follows_the_paper():
         FinetuneConfig(lr_decay_style="bert").resolve(small, "tagging")
     with pytest.raises(UserError, match="init 'random' is not one of pretrained, scratch"):
         FinetuneConfig(init="random").validate()
+    # The optimiser limits are pre-training's (config.check_optimiser_limits), named without "train.".
+    with pytest.raises(UserError, match=r"^learning_rate x weight_decay must be below 1.*got 20.0 x 0.1$"):
+        FinetuneConfig(learning_rate=20.0, weight_decay=0.1).validate()
+    with pytest.raises(UserError, match=r"^weight_decay must be >= 0, adam_epsilon and max_grad_norm > 0"):
+        FinetuneConfig(adam_epsilon=0.0).validate()
