@@ -87,17 +87,12 @@ def resolve_device(name: str, field: str = "train.device") -> torch.device:
 
 
 def run_device(name: str, d: Dist, field: str = "train.device") -> torch.device:
-    """The device this process computes on. Alone: ``resolve_device``. Under torchrun: ``cpu``, or this
-    process's GPU (``LOCAL_RANK``) for ``auto``/``cuda``/``cuda:N`` (one GPU per process; torchrun numbers them)."""
-    if not d.enabled:
-        return resolve_device(name, field)
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        if name == "auto":
-            return torch.device("cpu")
-        raise UserError(f"{field}={name} but no CUDA GPU is visible; use --set {field}=cpu")
-    return torch.device("cuda", d.local_rank)
+    """The device this process computes on: ``resolve_device``'s, except that under torchrun a GPU is this
+    process's own (``LOCAL_RANK``; one GPU per process, torchrun numbers them) whatever ``cuda:N`` said."""
+    device = resolve_device(name, field)
+    if d.enabled and device.type == "cuda":
+        return torch.device("cuda", d.local_rank)
+    return device
 
 
 def close_distributed(d: Dist) -> None:
