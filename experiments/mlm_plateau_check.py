@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, help="keep the first SEQ tokens of each example (default: all)")
+    ap.add_argument("--short-seq", type=int, help="sequence-length warm-up: the first --short-steps steps see only "
+                    "SHORT_SEQ-token windows (batch scaled up to keep the tokens per step)")
+    ap.add_argument("--short-steps", type=int, default=0)
     ap.add_argument("--position-init", choices=("random", "sinusoidal"), default="random")
     ap.add_argument("--dropout", type=float, help="hidden and attention dropout (default: the preset's)")
     ap.add_argument("--beta2", type=float, default=0.999)
@@ -108,6 +111,8 @@ def main() -> None:
     start = time.time()
     for step in range(args.steps):
         ids = torch.from_numpy(ids_all[rng.integers(0, len(ids_all), args.batch)])  # (B, T)
+        if args.short_seq and step < args.short_steps:  # (B * T / S, S): the same tokens, cut into short windows
+            ids = ids[:, :ids.shape[1] // args.short_seq * args.short_seq].reshape(-1, args.short_seq)
         selected = (torch.rand(ids.shape) < 0.15) & (ids >= FIRST_ORDINARY_ID)
         inputs = ids.masked_fill(selected, MASK_ID)
         attention_mask = (ids != 0).long()
