@@ -208,6 +208,8 @@ class TrainConfig:
     masking: str = "uniform"         # MASKINGS: uniform tokens | whole_word | span (SpanBERT)
     span_p: float = 0.2              # span masking: span length in words ~ Geometric(span_p) ...
     span_max: int = 10               # ... truncated to at most span_max words
+    short_seq_length: int = 0        # sequence-length warm-up: for the first short_seq_steps steps, cut every
+    short_seq_steps: int = 0         # example into windows of this many tokens (0 = off); see docs/finetune.md
     seed: int = 12345
     log_every: int = 10
     eval_every: int = 500
@@ -255,6 +257,11 @@ class TrainConfig:
         _check_choice("train.masking", self.masking, MASKINGS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
         _check_choice("train.parallel", self.parallel, PARALLELS)
+        if self.short_seq_length < 0 or self.short_seq_steps < 0 or self.short_seq_length == 1 \
+                or bool(self.short_seq_length) != bool(self.short_seq_steps):
+            raise UserError(f"train.short_seq_length (>= 2) and train.short_seq_steps (> 0) are set together, or "
+                            f"both 0 for no sequence-length warm-up; got {self.short_seq_length} and "
+                            f"{self.short_seq_steps}")
         if self.two_stage_generator_steps < 0:
             raise UserError(f"train.two_stage_generator_steps must be >= 0 (0 = half of max_steps), "
                             f"got {self.two_stage_generator_steps}")

@@ -179,8 +179,9 @@ class MaskedBatch:
         return self.attention_mask if self.has_padding else None
 
     def split(self, n: int) -> list["MaskedBatch"]:
-        """n equal micro-batches (B must be divisible by n)."""
-        parts = [torch.chunk(getattr(self, name), n) for name in self._TENSORS]
+        """n micro-batches of equal size when n divides B (sizes differ by at most one otherwise: the
+        windows of a sequence-length warm-up); losses are normalised by global counts, so either is exact."""
+        parts = [torch.tensor_split(getattr(self, name), n) for name in self._TENSORS]
         return [MaskedBatch(*p, has_padding=self.has_padding) for p in zip(*parts)]
 
 

@@ -26,7 +26,7 @@ from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_goo
                                 load_pretrainer_from_hf, load_run_config, read_best, record_best, save_checkpoint,
                                 write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
-from electra.data.loader import BatchStream, PretrainingData, eval_batches
+from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, eval_batches
 from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
                                  full_state, init_distributed, load_full_optimizer_state, no_gradient_sync,
                                  parallelize, run_device)
@@ -204,6 +204,9 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         cfg.train.two_stage_generator_steps = cfg.train.two_stage_switch_step()
     if cfg.model.vocab_size != data.vocab_size:
         raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
+    if cfg.train.short_seq_length >= data.max_seq_length:
+        raise UserError(f"train.short_seq_length {cfg.train.short_seq_length} must be below the data's "
+                        f"{data.max_seq_length}-token examples ({data.dir})")
     if data.max_seq_length > cfg.model.max_position_embeddings:
         raise UserError(f"{data.dir}: examples of {data.max_seq_length} tokens exceed model.max_position_embeddings "
                         f"{cfg.model.max_position_embeddings}")
@@ -381,7 +384,10 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
             if switch is not None and log is not None:
                 log.write(switch)
 
-            mb = masked_on_device(next(stream), data.special_ids, t, device, select, cfg.model.vocab_size)
+            batch = next(stream)
+            if step < t.short_seq_steps:  # sequence-length warm-up: the same tokens as short windows
+                batch = cut_into_windows(batch, t.short_seq_length, data.special_ids["pad"])
+            mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
             # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward); with several
             # processes, those of the whole global batch (summed over ranks), so the ranks' gradients sum to it.
             num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()

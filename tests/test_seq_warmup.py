@@ -1,0 +1,83 @@
+"""Sequence-length warm-up: short windows cut from the packed examples for the first steps of pre-training."""
+
+import json
+
+import pytest
+import torch
+
+from electra.config import TrainConfig
+from electra.data.loader import WINDOW_KEY_OFFSET, cut_into_windows
+from electra.errors import UserError
+from electra.pretrain import pretrain
+from synthetic import make_data_dir
+
+SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
+         "train.batch_size=8", "train.log_every=1", "train.eval_every=5", "train.save_every=5",
+         "train.eval_examples=16", "generator.hidden_fraction=0.5"]
+WARMUP = ["train.short_seq_length=8", "train.short_seq_steps=6"]
+
+
+def _batch():
+    # Row 0: 10 real tokens; row 1: 3 real tokens then padding (pad id 0). T = 10 is not a multiple of 4.
+    ids = torch.tensor([[2, 11, 12, 13, 14, 3, 15, 16, 17, 3], [2, 21, 3, 0, 0, 0, 0, 0, 0, 0]])
+    types = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": types,
+            "keys": torch.tensor([40, 41])}
+
+
+def test_windows_keep_every_real_token_in_order_and_drop_padding_only_windows():
+    out = cut_into_windows(_batch(), 4, pad_id=0)
+    # Row 0 -> 3 windows (the last holds 2 real tokens and 2 added pads); row 1 -> 1 window, 2 of padding dropped.
+    assert out["input_ids"].tolist() == [[2, 11, 12, 13], [14, 3, 15, 16], [17, 3, 0, 0], [2, 21, 3, 0]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
+    assert out["token_type_ids"].tolist() == [[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]
+    # Each window has its own key, derived from its example's, above every example key.
+    assert (out["keys"] - WINDOW_KEY_OFFSET).tolist() == [40 * 3, 40 * 3 + 1, 40 * 3 + 2, 41 * 3]
+    batch = _batch()
+    real = batch["input_ids"][batch["attention_mask"].bool()]
+    assert torch.equal(out["input_ids"][out["attention_mask"].bool()], real)
+
+
+def test_a_length_that_divides_the_rows_adds_no_padding():
+    out = cut_into_windows(_batch(), 5, pad_id=0)
+    assert out["input_ids"].tolist() == [[2, 11, 12, 13, 14], [3, 15, 16, 17, 3], [2, 21, 3, 0, 0]]
+
+
+@pytest.mark.parametrize("length,steps", [(8, 0), (0, 5), (1, 5), (-4, 5), (8, -1)])
+def test_length_and_steps_are_set_together(length, steps):
+    with pytest.raises(UserError, match="short_seq_length"):
+        TrainConfig(short_seq_length=length, short_seq_steps=steps).validate()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data_dir(tmp_path_factory.mktemp("d") / "data")  # 32-token examples
+
+
+def _train_records(run):
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in recs if "gen_loss" in r}
+
+
+def test_warm_up_changes_the_first_steps_only_and_resumes_exactly_across_the_switch(data, tmp_path):
+    plain = pretrain(data, tmp_path / "plain", preset="tiny", max_steps=10, overrides=SMALL, progress=False)
+    full = pretrain(data, tmp_path / "full", preset="tiny", max_steps=10, overrides=SMALL + WARMUP, progress=False)
+    a, b = _train_records(plain), _train_records(full)
+    # The same tokens are seen either way; windows of 8 hold fewer tokens each but more of them.
+    assert all(a[s]["tokens_seen"] == b[s]["tokens_seen"] for s in range(1, 11))
+    assert a[1]["gen_loss"] != b[1]["gen_loss"] and all(torch.isfinite(torch.tensor(b[s]["gen_loss"])) for s in b)
+
+    # Stop inside the warm-up (step 4), resume: the same losses as the uninterrupted run, past the switch too.
+    run = tmp_path / "resumed"
+    pretrain(data, run, preset="tiny", max_steps=10, overrides=SMALL + WARMUP + ["train.stop_at=4"], progress=False)
+    pretrain(data, run, resume=True, progress=False)
+    c = _train_records(run)
+    for s in range(1, 11):
+        assert abs(b[s]["gen_loss"] - c[s]["gen_loss"]) <= 1e-5 and abs(b[s]["disc_loss"] - c[s]["disc_loss"]) <= 1e-5
+
+
+def test_a_window_as_long_as_the_examples_is_refused(data, tmp_path):
+    with pytest.raises(UserError, match="must be below the data's 32-token examples"):
+        pretrain(data, tmp_path / "run", preset="tiny", max_steps=4,
+                 overrides=SMALL + ["train.short_seq_length=32", "train.short_seq_steps=2"], progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
