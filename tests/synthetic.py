@@ -7,6 +7,12 @@ import numpy as np
 
 SPECIAL_IDS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 
+# `--set` overrides for a pre-training run small enough for a test: a 2-layer, 32-wide tiny model, batch 8,
+# a record every step, evaluation and checkpoints every 5 steps.
+SMALL_RUN = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2",
+             "model.intermediate_size=64", "train.batch_size=8", "train.log_every=1", "train.eval_every=5",
+             "train.save_every=5", "train.eval_examples=16", "generator.hidden_fraction=0.5"]
+
 
 def make_data_dir(path: Path, n_train: int = 96, n_valid: int = 16, length: int = 32, vocab: int = 120,
                   seed: int = 0) -> Path:

@@ -22,7 +22,7 @@ from electra.objective_variants import GradientDisentangledEmbedding, copy_mixtu
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
                                 gumbel_sample, keyed_uniform, mask_batch, max_selected, selected_mask)
 from electra.pretrain import build_model, pretrain
-from synthetic import SPECIAL_IDS, make_data_dir
+from synthetic import SMALL_RUN as SMALL, SPECIAL_IDS, make_data_dir
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -379,9 +379,6 @@ def test_continuation_flags_from_a_tokenizer_folder(tmp_path):
 
 # --------------------------------------------------------------------------- end to end
 
-SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
-         "train.batch_size=8", "train.log_every=1", "train.eval_every=5", "train.save_every=5",
-         "train.eval_examples=16", "generator.hidden_fraction=0.5"]
 OPTIONS = {
     "mlm": ["train.objective=mlm"],
     "electra15": ["train.objective=electra15"],

@@ -11,13 +11,9 @@ from electra.checkpoint import checkpoint_dirs, export_run, load_hf_model
 from electra.cli import main
 from electra.errors import UserError
 from electra.pretrain import pretrain
-from synthetic import make_data_dir
+from synthetic import SMALL_RUN as SMALL, make_data_dir
 
 transformers = pytest.importorskip("transformers")
-
-SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
-         "train.batch_size=8", "train.log_every=1", "train.eval_every=5", "train.save_every=5",
-         "train.eval_examples=16", "generator.hidden_fraction=0.5"]
 
 
 def _records(run):

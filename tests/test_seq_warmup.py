@@ -9,11 +9,8 @@ from electra.config import TrainConfig
 from electra.data.loader import WINDOW_KEY_OFFSET, cut_into_windows
 from electra.errors import UserError
 from electra.pretrain import pretrain
-from synthetic import make_data_dir
+from synthetic import SMALL_RUN as SMALL, make_data_dir
 
-SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
-         "train.batch_size=8", "train.log_every=1", "train.eval_every=5", "train.save_every=5",
-         "train.eval_examples=16", "generator.hidden_fraction=0.5"]
 WARMUP = ["train.short_seq_length=8", "train.short_seq_steps=6"]
 
 
@@ -59,7 +56,7 @@ def _train_records(run):
     return {r["step"]: r for r in recs if "gen_loss" in r}
 
 
-def test_warm_up_changes_the_first_steps_only_and_resumes_exactly_across_the_switch(data, tmp_path):
+def test_warm_up_keeps_every_token_changes_training_and_resumes_exactly_across_the_switch(data, tmp_path):
     plain = pretrain(data, tmp_path / "plain", preset="tiny", max_steps=10, overrides=SMALL, progress=False)
     full = pretrain(data, tmp_path / "full", preset="tiny", max_steps=10, overrides=SMALL + WARMUP, progress=False)
     a, b = _train_records(plain), _train_records(full)

@@ -100,7 +100,7 @@ def cut_into_windows(batch: dict[str, torch.Tensor], length: int, pad_id: int) -
     """Sequence-length warm-up: cut each (B, T) row into consecutive windows of ``length`` tokens.
 
     Returns (B', length) rows, B' <= B * ceil(T / length): every real token once, in order; windows of
-    padding only are dropped (a row with no key to attend to would make attention NaN). Each window gets
+    padding only are dropped (nothing in them to train on, and no compute spent on them). Each window gets
     its own masking key, derived from its example's key, so the corruption stays a function of the data
     position (exact resume) and differs between windows.
 
