@@ -216,10 +216,27 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
 # then turned into means by pretrain.summarise_stats). gen = the generator's MLM; disc = the binary
 # discriminator loss over its ``disc_terms`` scored tokens; model_mlm = the discriminator-sized masked LM
 # of the MLM objectives (mlm, replace_mlm, all_tokens_mlm); reward = the adversarial generator's REINFORCE
-# reward over its ``reward_terms`` sampled positions.
+# reward over its ``reward_terms`` sampled positions. corrupted = the network fed ``generator_input_ids``
+# (the generator; for ``mlm`` the model) at the selected positions whose input token was corrupted
+# ([MASK], or BERT's random token), i.e. without the selected tokens left in place, which it can copy.
 STAT_NAMES = ("mlm_loss_sum", "mlm_correct", "num_selected", "disc_loss_sum", "disc_correct", "num_tokens",
               "true_positives", "predicted_replaced", "num_replaced", "disc_terms",
-              "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms", "reward_sum", "reward_terms")
+              "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms", "reward_sum", "reward_terms",
+              "corrupted_loss_sum", "corrupted_correct", "corrupted_terms")
+
+
+@torch.no_grad()
+def corrupted_stats(losses: torch.Tensor, correct: torch.Tensor, mb: MaskedBatch,
+                    targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sums over the selected positions whose masked-LM input was not the original token.
+
+    losses (B, P) already zero at invalid slots; correct (B, P) bool; targets (B, P) the original tokens.
+    This is the loss that says whether a masked LM uses its context: the selected tokens left in place
+    are copied from the input and make the overall accuracy look better than it is (docs/finetune.md).
+    """
+    corrupted = (mb.generator_input_ids.gather(1, mb.positions) != targets) & mb.valid  # (B, P)
+    return {"corrupted_loss_sum": (losses * corrupted).sum(), "corrupted_correct": (correct & corrupted).sum(),
+            "corrupted_terms": corrupted.sum()}
 
 
 def _stack_stats(**values: torch.Tensor) -> torch.Tensor:
@@ -317,9 +334,10 @@ class ElectraPretrainer(nn.Module):
                                      reduction="none").view(B, P) * weight
         if phase == "generator":  # two-stage, stage one: the generator's MLM alone; no discriminator at all
             with torch.no_grad():
-                stats = _stack_stats(mlm_loss_sum=mlm_losses.sum(),
-                                     mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
-                                     num_selected=weight.sum(), num_tokens=mb.attention_mask.sum())
+                gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
+                stats = _stack_stats(mlm_loss_sum=mlm_losses.sum(), mlm_correct=gen_correct.sum(),
+                                     num_selected=weight.sum(), num_tokens=mb.attention_mask.sum(),
+                                     **corrupted_stats(mlm_losses, gen_correct, mb, targets))
             return mlm_losses.sum() / num_selected_total, stats
 
         disc_input = sample_replacements(gen_logits, mb, targets, seed)  # (B, T)
@@ -351,9 +369,10 @@ class ElectraPretrainer(nn.Module):
             scored_b = scored.bool()
             predicted = (disc_logits > 0) & scored_b
             truth = labels.bool()
+            gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
             stats = _stack_stats(
                 mlm_loss_sum=mlm_losses.sum(),
-                mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
+                mlm_correct=gen_correct.sum(),
                 num_selected=weight.sum(),
                 disc_loss_sum=disc_losses.sum(),
                 disc_correct=((predicted == truth) & scored_b).sum(),
@@ -362,6 +381,7 @@ class ElectraPretrainer(nn.Module):
                 predicted_replaced=predicted.sum(),
                 num_replaced=truth.sum(),
                 disc_terms=scored.sum(),
+                **corrupted_stats(mlm_losses, gen_correct, mb, targets),
                 **extra,
             )
         return loss, stats
@@ -393,9 +413,10 @@ class ElectraPretrainer(nn.Module):
             loss = mlm_losses.sum() / num_selected_total
             model_input = sample_replacements(gen_logits, mb, targets, seed)  # samples instead of [MASK]
             with torch.no_grad():
-                stats.update(mlm_loss_sum=mlm_losses.sum(),
-                             mlm_correct=((gen_logits.argmax(-1) == targets) & mb.valid).sum(),
-                             num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum())
+                gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
+                stats.update(mlm_loss_sum=mlm_losses.sum(), mlm_correct=gen_correct.sum(),
+                             num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum(),
+                             **corrupted_stats(mlm_losses, gen_correct, mb, targets))
 
         if self.objective == "all_tokens_mlm":
             # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
@@ -412,8 +433,10 @@ class ElectraPretrainer(nn.Module):
             nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(B, P) * weight
             loss = loss + nll.sum() / num_selected_total
             with torch.no_grad():
-                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(),
-                             model_mlm_correct=((logits.argmax(-1) == targets) & mb.valid).sum())
+                correct = (logits.argmax(-1) == targets) & mb.valid
+                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(), model_mlm_correct=correct.sum())
+                if self.generator is None:  # mlm: the model is the network fed the masked input
+                    stats.update(corrupted_stats(nll, correct, mb, targets))
         return loss, _stack_stats(**stats)
 
 
@@ -421,6 +444,8 @@ def summarise_stats(stats: torch.Tensor) -> dict[str, float]:
     """Turn summed STAT_NAMES counts into the logged means (one host sync).
 
     ``mlm_loss`` / ``mlm_acc`` (the discriminator-sized masked LM) appear only for the MLM objectives.
+    ``corrupted_loss`` / ``corrupted_acc``: the masked LM fed the corrupted input (the generator; for ``mlm``
+    the model) at the selected positions it cannot copy; compare with the corpus's unigram entropy.
     """
     s = dict(zip(STAT_NAMES, stats.tolist()))
     div = lambda a, b: a / b if b else 0.0  # noqa: E731
@@ -439,4 +464,7 @@ def summarise_stats(stats: torch.Tensor) -> dict[str, float]:
                    mlm_acc=div(s["model_mlm_correct"], s["model_mlm_terms"]))
     if s["reward_terms"]:
         out["reward"] = div(s["reward_sum"], s["reward_terms"])
+    if s["corrupted_terms"]:
+        out.update(corrupted_loss=div(s["corrupted_loss_sum"], s["corrupted_terms"]),
+                   corrupted_acc=div(s["corrupted_correct"], s["corrupted_terms"]))
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 import signal
 import time
@@ -549,9 +550,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if "mlm_loss" in train[-1]:  # the MLM objectives: the discriminator-sized network is a masked LM
         panels = [("mlm_loss", "masked-LM loss"), ("gen_loss", "generator MLM loss"), ("mlm_acc", "masked-LM accuracy"),
                   ("gen_acc", "generator MLM accuracy"), ("grad_norm", "gradient norm"), ("lr", "learning rate")]
+    if "corrupted_loss" in train[-1]:  # says more than the accuracy that includes the copied tokens
+        panels = [("corrupted_loss", "masked-LM loss at corrupted positions") if key == "gen_acc" else (key, title)
+                  for key, title in panels]
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, title) in zip(axes.flat, panels):
-        ax.plot([r["step"] for r in train], [r[key] for r in train], label="train", lw=1)
+        ax.plot([r["step"] for r in train], [r.get(key, math.nan) for r in train], label="train", lw=1)
         if evals and f"eval_{key}" in evals[0]:
             ax.plot([r["step"] for r in evals], [r[f"eval_{key}"] for r in evals], "o-", label="held-out", ms=3)
             ax.legend()

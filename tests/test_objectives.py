@@ -5,10 +5,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from electra.config import ModelConfig, TrainConfig, preset_config
 from electra.objectives import (ElectraPretrainer, gumbel_sample, keyed_uniform, mask_batch, replaced_labels,
-                                select_positions, selected_mask)
+                                select_positions, selected_mask, summarise_stats)
 from electra.pretrain import learning_rate, parameter_groups
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
@@ -130,6 +131,33 @@ def test_embeddings_are_shared_and_the_rest_is_not():
     disc_params = {id(p) for p in model.discriminator.parameters()}
     shared = [n for n, p in model.generator.named_parameters() if id(p) in disc_params]
     assert all(n.startswith("electra.embeddings.") for n in shared) and shared
+
+
+@pytest.mark.parametrize("objective", ["electra", "mlm"])
+def test_corrupted_stats_leave_out_the_selected_tokens_kept_in_place(objective):
+    torch.manual_seed(0)
+    model = ElectraPretrainer(DISC, GEN, objective=objective).eval()
+    ids, attn, types, keys = _batch(B=8, T=40)
+    # Half the selected tokens stay in place; with mlm 20% of the rest become random tokens (BERT-like)
+    mb = mask_batch(ids, attn, types, keys, SPECIAL, 0.15, 0.5, seed=0,
+                    random_token_prob=0.2 if objective == "mlm" else 0.0, vocab_size=DISC.vocab_size)
+    out = summarise_stats(model(mb, 0, 50.0, mb.valid.sum(), attn.sum())[1])
+
+    masked_lm = model.generator if objective == "electra" else model.discriminator
+    logits = masked_lm(mb.generator_input_ids, attn, types, positions=mb.positions)  # (B, P, V)
+    targets = ids.gather(1, mb.positions)
+    fed = mb.generator_input_ids.gather(1, mb.positions)
+    corrupted, kept = (fed != targets) & mb.valid, (fed == targets) & mb.valid
+    assert corrupted.sum() > 0 and kept.sum() > 0
+    if objective == "mlm":
+        assert ((fed != SPECIAL["mask"]) & corrupted).any()  # random tokens count as corrupted too
+    assert out["corrupted_loss"] == pytest.approx(F.cross_entropy(logits[corrupted], targets[corrupted]).item(),
+                                                  rel=1e-5)
+    assert out["corrupted_acc"] == pytest.approx((logits[corrupted].argmax(-1) == targets[corrupted]).float().mean().item())
+    # The overall masked-LM loss also averages over the kept tokens, so it differs
+    overall = out["gen_loss"] if objective == "electra" else out["mlm_loss"]
+    assert overall == pytest.approx(F.cross_entropy(logits[mb.valid], targets[mb.valid]).item(), rel=1e-5)
+    assert abs(overall - out["corrupted_loss"]) > 1e-3
 
 
 def _grads(model, mb, disc_weight, micro=1):
