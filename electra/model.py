@@ -36,10 +36,16 @@ class ElectraEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """position_ids (B, T): where each token sits (the windows of a sequence-length warm-up keep the
+        positions they had in their sequence); None is 0..T-1 for every row."""
         T = input_ids.shape[1]
         x = self.word_embeddings(input_ids)  # (B, T, E)
-        x = x + self.position_embeddings.weight[:T]  # (T, E) broadcasts over B
+        if position_ids is None:
+            x = x + self.position_embeddings.weight[:T]  # (T, E) broadcasts over B
+        else:
+            x = x + F.embedding(position_ids, self.position_embeddings.weight)  # (B, T, E)
         if token_type_ids is None:
             x = x + self.token_type_embeddings.weight[0]
         else:
@@ -150,8 +156,8 @@ class ElectraModel(nn.Module):
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
         self.encoder = ElectraEncoder(config)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, E)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)  # (B, T, E) -> (B, T, H)
         return self.encoder(x, sdpa_mask(attention_mask))  # (B, T, H)
@@ -208,8 +214,8 @@ class ElectraForPreTraining(ElectraPreTrainedModel):
         self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
         self.init_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        h = self.electra(input_ids, attention_mask, token_type_ids)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
+        h = self.electra(input_ids, attention_mask, token_type_ids, position_ids)
         return self.discriminator_predictions(h)  # (B, T) logits
 
 
@@ -228,13 +234,13 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
         self.generator_lm_head.weight = self.electra.embeddings.word_embeddings.weight
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, V), or (B, P, V) at ``positions`` only, a (B, P) index tensor.
 
         Pre-training needs the V-way logits only where tokens were selected (~15%):
         gathering the hidden states first skips ~85% of the largest matmul.
         """
-        h = self.electra(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        h = self.electra(input_ids, attention_mask, token_type_ids, position_ids)  # (B, T, H)
         if positions is not None:
             h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
         return self.generator_lm_head(self.generator_predictions(h))

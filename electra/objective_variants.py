@@ -60,8 +60,9 @@ class ElectraForAllTokensMLM(ElectraForMaskedLM):
         self.init_weights()
         self.tie_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.electra(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                position_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.electra(input_ids, attention_mask, token_type_ids, position_ids)  # (B, T, H)
         logits = self.generator_lm_head(self.generator_predictions(h))  # (B, T, V)
         return logits, self.discriminator_predictions(h)  # (B, T, V), (B, T) copy logits
 

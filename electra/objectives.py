@@ -155,7 +155,8 @@ def replaced_labels(original: torch.Tensor, corrupted: torch.Tensor, attention_m
 @dataclass
 class MaskedBatch:
     """One batch after masking. (B, T): input_ids, attention_mask, token_type_ids, generator_input_ids;
-    (B, P): positions, valid; (B,): keys. ``has_padding`` is decided on the host, where it is free."""
+    (B, P): positions, valid; (B,): keys. ``has_padding`` is decided on the host, where it is free.
+    ``position_ids`` (B, T) only for the windows of a sequence-length warm-up (None: 0..T-1)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -165,6 +166,7 @@ class MaskedBatch:
     generator_input_ids: torch.Tensor
     keys: torch.Tensor
     has_padding: bool = True
+    position_ids: torch.Tensor | None = None
 
     _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys")
 
@@ -182,7 +184,8 @@ class MaskedBatch:
         """n micro-batches of equal size when n divides B (sizes differ by at most one otherwise: the
         windows of a sequence-length warm-up); losses are normalised by global counts, so either is exact."""
         parts = [torch.tensor_split(getattr(self, name), n) for name in self._TENSORS]
-        return [MaskedBatch(*p, has_padding=self.has_padding) for p in zip(*parts)]
+        position_ids = [None] * n if self.position_ids is None else torch.tensor_split(self.position_ids, n)
+        return [MaskedBatch(*p, has_padding=self.has_padding, position_ids=pos) for *p, pos in zip(*parts, position_ids)]
 
 
 # select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
@@ -193,7 +196,8 @@ Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch
 def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
                seed: int, has_padding: bool = True, select: Selector | None = None,
-               random_token_prob: float = 0.0, vocab_size: int = 0) -> MaskedBatch:
+               random_token_prob: float = 0.0, vocab_size: int = 0,
+               position_ids: torch.Tensor | None = None) -> MaskedBatch:
     """Select positions and build the generator's input (dynamic masking: new for every example key).
 
     ``generator_input_ids`` is the input of the network that predicts the selected tokens: the generator,
@@ -209,7 +213,8 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
     selected = selected_mask(positions, valid, input_ids.shape[1])
     gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed,
                               random_token_prob, vocab_size)
-    return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding)
+    return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding,
+                       position_ids)
 
 
 # Order of the per-batch sums returned by ElectraPretrainer.forward (summed over micro-batches,
@@ -327,7 +332,8 @@ class ElectraPretrainer(nn.Module):
         phase = self.phase
         # Generator: MLM at the selected positions only; logits (B, P, V). Frozen in two-stage's stage two.
         with frozen(self.generator) if phase == "discriminator" else contextlib.nullcontext():
-            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
+            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions,
+                                        position_ids=mb.position_ids)
         targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
         weight = mb.valid.float()
         mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
@@ -345,7 +351,7 @@ class ElectraPretrainer(nn.Module):
 
         # Discriminator: BCE over every non-padding token (ELECTRA), or over the selected ones only
         # (ELECTRA 15%, normalised by the selected count).
-        disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids).float()  # (B, T)
+        disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids, mb.position_ids).float()  # (B, T)
         real = mb.attention_mask.float()
         if self.objective == "electra15":
             scored, num_scored_total = weight.new_zeros(real.shape).scatter(1, mb.positions, weight), num_selected_total
@@ -407,7 +413,8 @@ class ElectraPretrainer(nn.Module):
             loss = torch.zeros((), device=real.device)
             model_input = mb.generator_input_ids
         else:
-            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions)
+            gen_logits = self.generator(mb.generator_input_ids, mask, mb.token_type_ids, positions=mb.positions,
+                                        position_ids=mb.position_ids)
             mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
                                          reduction="none").view(B, P) * weight
             loss = mlm_losses.sum() / num_selected_total
@@ -420,7 +427,7 @@ class ElectraPretrainer(nn.Module):
 
         if self.objective == "all_tokens_mlm":
             # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
-            logits, copy_logits = self.discriminator(model_input, mask, mb.token_type_ids)
+            logits, copy_logits = self.discriminator(model_input, mask, mb.token_type_ids, mb.position_ids)
             nll = -copy_mixture_log_prob(logits, copy_logits, model_input, mb.input_ids) * real  # (B, T)
             loss = loss + nll.sum() / num_tokens_total
             with torch.no_grad():
@@ -429,7 +436,8 @@ class ElectraPretrainer(nn.Module):
                              model_mlm_correct=((predicted == mb.input_ids) & mb.attention_mask.bool()).sum())
         else:
             # Predict the original tokens at the selected positions only; logits (B, P, V).
-            logits = self.discriminator(model_input, mask, mb.token_type_ids, positions=mb.positions)
+            logits = self.discriminator(model_input, mask, mb.token_type_ids, positions=mb.positions,
+                                        position_ids=mb.position_ids)
             nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(B, P) * weight
             loss = loss + nll.sum() / num_selected_total
             with torch.no_grad():

@@ -114,7 +114,8 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
     return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
                       t.mask_prob, BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob, t.seed,
                       has_padding=has_padding, select=select,
-                      random_token_prob=BERT_RANDOM_TOKEN_PROB if bert else 0.0, vocab_size=vocab_size)
+                      random_token_prob=BERT_RANDOM_TOKEN_PROB if bert else 0.0, vocab_size=vocab_size,
+                      position_ids=b.get("position_ids"))
 
 
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:

@@ -30,9 +30,10 @@ def _hf(cls_name, cfg: ModelConfig):
     return getattr(transformers, cls_name)(hf_cfg).eval()
 
 
+@pytest.mark.parametrize("with_position_ids", [False, True])
 @pytest.mark.parametrize("ours_cls,hf_name", [(ElectraForPreTraining, "ElectraForPreTraining"),
                                               (ElectraForMaskedLM, "ElectraForMaskedLM")])
-def test_same_names_and_logits_as_transformers(ours_cls, hf_name):
+def test_same_names_and_logits_as_transformers(ours_cls, hf_name, with_position_ids):
     torch.manual_seed(1)
     ours = ours_cls(CFG).eval()
     hf = _hf(hf_name, CFG)
@@ -44,9 +45,11 @@ def test_same_names_and_logits_as_transformers(ours_cls, hf_name):
             p.normal_(0, 0.3)
     hf.load_state_dict(ours.state_dict())
     ids, attn, types = _inputs()
+    # Explicit positions (a warm-up window keeps its place in the sequence): row r starts at 5r
+    position_ids = torch.arange(17)[None] + 5 * torch.arange(3)[:, None] if with_position_ids else None
     with torch.no_grad():
-        a = ours(ids, attn, types)
-        b = hf(input_ids=ids, attention_mask=attn, token_type_ids=types).logits
+        a = ours(ids, attn, types, position_ids=position_ids)
+        b = hf(input_ids=ids, attention_mask=attn, token_type_ids=types, position_ids=position_ids).logits
     real = attn.bool()
     assert a.shape == b.shape
     assert (a[real] - b[real]).abs().max().item() <= 1e-4

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from electra.config import TrainConfig
+from electra.config import ModelConfig, TrainConfig
 from electra.data.loader import WINDOW_KEY_OFFSET, cut_into_windows
 from electra.errors import UserError
+from electra.model import ElectraEmbeddings
 from electra.pretrain import pretrain
 from synthetic import SMALL_RUN as SMALL, make_data_dir
 
@@ -28,6 +29,8 @@ def test_windows_keep_every_real_token_in_order_and_drop_padding_only_windows():
     assert out["input_ids"].tolist() == [[2, 11, 12, 13], [14, 3, 15, 16], [17, 3, 0, 0], [2, 21, 3, 0]]
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
     assert out["token_type_ids"].tolist() == [[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]
+    # Each window keeps its tokens' positions in the row (the added padding column reuses the last one).
+    assert out["position_ids"].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 9, 9], [0, 1, 2, 3]]
     # Each window has its own key, derived from its example's, above every example key.
     assert (out["keys"] - WINDOW_KEY_OFFSET).tolist() == [40 * 3, 40 * 3 + 1, 40 * 3 + 2, 41 * 3]
     batch = _batch()
@@ -38,6 +41,20 @@ def test_windows_keep_every_real_token_in_order_and_drop_padding_only_windows():
 def test_a_length_that_divides_the_rows_adds_no_padding():
     out = cut_into_windows(_batch(), 5, pad_id=0)
     assert out["input_ids"].tolist() == [[2, 11, 12, 13, 14], [3, 15, 16, 17, 3], [2, 21, 3, 0, 0]]
+    assert out["position_ids"].tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [0, 1, 2, 3, 4]]
+
+
+def test_a_window_sees_the_embeddings_its_tokens_have_in_the_full_row():
+    torch.manual_seed(0)
+    emb = ElectraEmbeddings(ModelConfig(vocab_size=30, embedding_size=8, hidden_size=8, num_attention_heads=1,
+                                        intermediate_size=16, max_position_embeddings=16)).eval()
+    batch = _batch()
+    out = cut_into_windows(batch, 4, pad_id=0)
+    with torch.no_grad():
+        full = emb(batch["input_ids"], batch["token_type_ids"])  # (2, 10, E)
+        windows = emb(out["input_ids"], out["token_type_ids"], out["position_ids"])  # (4, 4, E)
+    real = out["attention_mask"].bool()
+    torch.testing.assert_close(windows[real], full[batch["attention_mask"].bool()])
 
 
 @pytest.mark.parametrize("length,steps", [(8, 0), (0, 5), (1, 5), (-4, 5), (8, -1)])

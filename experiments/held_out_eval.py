@@ -1,0 +1,42 @@
+"""Evaluate a pre-training checkpoint on its run's held-out slice with today's statistics.
+
+Runs logged before a statistic existed (e.g. ``corrupted_loss``, the masked LM at the positions it cannot
+copy) can be read again from their checkpoints; the masking is the run's fixed held-out masking.
+
+    python experiments/held_out_eval.py RUN_DIR [--checkpoint RUN_DIR/checkpoints/step-N] [--threads 1]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from electra.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
+from electra.data.loader import PretrainingData
+from electra.pretrain import autocast_for, build_model, build_selector, evaluate, tokenizer_for
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the newest")
+    p.add_argument("--data", type=Path, default=None, help="default: the data folder the run was trained on")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = load_run_config(a.run)
+    run_info = json.loads((a.run / "run.json").read_text())
+    data = PretrainingData(a.data or run_info["data"])
+    ckpt = a.checkpoint or latest_checkpoint(a.run)
+    device = torch.device("cpu")
+    model = build_model(cfg)
+    state = load_checkpoint(ckpt, model, None, device)
+    select, _ = build_selector(cfg, tokenizer_for(data, a.run), device)
+    stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select)
+    print(json.dumps({"checkpoint": str(ckpt), "step": state["step"], **stats}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
