@@ -185,7 +185,8 @@ class MaskedBatch:
         windows of a sequence-length warm-up); losses are normalised by global counts, so either is exact."""
         parts = [torch.tensor_split(getattr(self, name), n) for name in self._TENSORS]
         position_ids = [None] * n if self.position_ids is None else torch.tensor_split(self.position_ids, n)
-        return [MaskedBatch(*p, has_padding=self.has_padding, position_ids=pos) for *p, pos in zip(*parts, position_ids)]
+        return [MaskedBatch(*p, has_padding=self.has_padding, position_ids=pos)
+                for *p, pos in zip(*parts, position_ids)]
 
 
 # select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
@@ -351,7 +352,8 @@ class ElectraPretrainer(nn.Module):
 
         # Discriminator: BCE over every non-padding token (ELECTRA), or over the selected ones only
         # (ELECTRA 15%, normalised by the selected count).
-        disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids, mb.position_ids).float()  # (B, T)
+        disc_logits = self.discriminator(disc_input, mask, mb.token_type_ids,
+                                         position_ids=mb.position_ids).float()  # (B, T)
         real = mb.attention_mask.float()
         if self.objective == "electra15":
             scored, num_scored_total = weight.new_zeros(real.shape).scatter(1, mb.positions, weight), num_selected_total
@@ -427,7 +429,8 @@ class ElectraPretrainer(nn.Module):
 
         if self.objective == "all_tokens_mlm":
             # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
-            logits, copy_logits = self.discriminator(model_input, mask, mb.token_type_ids, mb.position_ids)
+            logits, copy_logits = self.discriminator(model_input, mask, mb.token_type_ids,
+                                                     position_ids=mb.position_ids)
             nll = -copy_mixture_log_prob(logits, copy_logits, model_input, mb.input_ids) * real  # (B, T)
             loss = loss + nll.sum() / num_tokens_total
             with torch.no_grad():
@@ -442,7 +445,8 @@ class ElectraPretrainer(nn.Module):
             loss = loss + nll.sum() / num_selected_total
             with torch.no_grad():
                 correct = (logits.argmax(-1) == targets) & mb.valid
-                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(), model_mlm_correct=correct.sum())
+                stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(),
+                             model_mlm_correct=correct.sum())
                 if self.generator is None:  # mlm: the model is the network fed the masked input
                     stats.update(corrupted_stats(nll, correct, mb, targets))
         return loss, _stack_stats(**stats)

@@ -215,7 +215,7 @@ class _FixedDiscriminator(nn.Module):
         super().__init__()
         self.a, self.b = a, b
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
         return torch.where(input_ids == self.a, 6.0, torch.where(input_ids == self.b, -6.0, 0.0))  # (B, T)
 
 
