@@ -102,6 +102,8 @@ ALGORITHMS = ("joint", "two_stage", "adversarial")
 TWO_STAGE_SHARING = ("none", "gdes")
 # How several processes (torchrun) share the model: replicas (DistributedDataParallel) or FSDP2 shards.
 PARALLELS = ("ddp", "fsdp")
+# Sequence-length warm-up: windows of short_seq_length for the whole warm-up, or doubling in equal stages.
+SHORT_SEQ_SCHEDULES = ("constant", "doubling")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -210,6 +212,7 @@ class TrainConfig:
     span_max: int = 10               # ... truncated to at most span_max words
     short_seq_length: int = 0        # sequence-length warm-up: for the first short_seq_steps steps, cut every
     short_seq_steps: int = 0         # example into windows of this many tokens (0 = off); see docs/finetune.md
+    short_seq_schedule: str = "constant"  # SHORT_SEQ_SCHEDULES: constant | doubling (8, 16, 32, ... below full)
     seed: int = 12345
     log_every: int = 10
     eval_every: int = 500
@@ -257,6 +260,7 @@ class TrainConfig:
         _check_choice("train.masking", self.masking, MASKINGS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
         _check_choice("train.parallel", self.parallel, PARALLELS)
+        _check_choice("train.short_seq_schedule", self.short_seq_schedule, SHORT_SEQ_SCHEDULES)
         if self.short_seq_length < 0 or self.short_seq_steps < 0 or self.short_seq_length == 1 \
                 or bool(self.short_seq_length) != bool(self.short_seq_steps):
             raise UserError(f"train.short_seq_length (>= 2) and train.short_seq_steps (> 0) are set together, or "
@@ -278,6 +282,20 @@ class TrainConfig:
     @property
     def accumulation_steps(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+    def window_length(self, step: int, full_length: int) -> int | None:
+        """The sequence-length warm-up's window length at ``step``, or None for whole examples.
+
+        ``doubling`` splits the warm-up into equal stages of short_seq_length, twice that, ... up to the last
+        length below ``full_length`` (8, 16, 32, 64 for 128): a model that learned to attend among 8 tokens
+        falls back to the plateau when it suddenly sees 128 (docs/finetune.md), less so at each doubling.
+        """
+        if step >= self.short_seq_steps:
+            return None
+        if self.short_seq_schedule == "constant":
+            return self.short_seq_length
+        stages = max(1, math.ceil(math.log2(full_length / self.short_seq_length)))
+        return min(self.short_seq_length * 2 ** (step * stages // self.short_seq_steps), full_length - 1)
 
     def two_stage_switch_step(self) -> int:
         """n, the number of generator-only steps of ``two_stage``: steps 0..n-1 train the generator, n.. the

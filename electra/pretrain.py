@@ -387,8 +387,9 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
                 log.write(switch)
 
             batch = next(stream)
-            if step < t.short_seq_steps:  # sequence-length warm-up: the same tokens as short windows
-                batch = cut_into_windows(batch, t.short_seq_length, data.special_ids["pad"])
+            window = t.window_length(step, data.max_seq_length)
+            if window is not None:  # sequence-length warm-up: the same tokens as short windows
+                batch = cut_into_windows(batch, window, data.special_ids["pad"])
             mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
             # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward); with several
             # processes, those of the whole global batch (summed over ranks), so the ranks' gradients sum to it.

@@ -63,6 +63,20 @@ def test_length_and_steps_are_set_together(length, steps):
         TrainConfig(short_seq_length=length, short_seq_steps=steps).validate()
 
 
+def test_doubling_schedule_steps_through_equal_stages_below_the_full_length():
+    t = TrainConfig(short_seq_length=8, short_seq_steps=1600, short_seq_schedule="doubling")
+    # 128 tokens: 4 stages of 400 steps (8, 16, 32, 64), then whole examples
+    assert [t.window_length(s, 128) for s in (0, 399, 400, 799, 800, 1199, 1200, 1599, 1600, 5000)] == \
+        [8, 8, 16, 16, 32, 32, 64, 64, None, None]
+    # 100 tokens is not a power-of-two multiple: still 8..64, never a window of the full length
+    t = TrainConfig(short_seq_length=8, short_seq_steps=8, short_seq_schedule="doubling")
+    assert [t.window_length(s, 100) for s in range(9)] == [8, 8, 16, 16, 32, 32, 64, 64, None]
+    constant = TrainConfig(short_seq_length=8, short_seq_steps=3)
+    assert [constant.window_length(s, 128) for s in range(4)] == [8, 8, 8, None]
+    with pytest.raises(UserError, match="short_seq_schedule.*doubling"):
+        TrainConfig(short_seq_length=8, short_seq_steps=3, short_seq_schedule="linear").validate()
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_data_dir(tmp_path_factory.mktemp("d") / "data")  # 32-token examples
@@ -73,9 +87,11 @@ def _train_records(run):
     return {r["step"]: r for r in recs if "gen_loss" in r}
 
 
-def test_warm_up_keeps_every_token_changes_training_and_resumes_exactly_across_the_switch(data, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "doubling"])  # doubling: 8 for steps 0-2, 16 for 3-5
+def test_warm_up_keeps_every_token_changes_training_and_resumes_exactly_across_the_switch(data, tmp_path, schedule):
+    warmup = WARMUP + [f"train.short_seq_schedule={schedule}"]
     plain = pretrain(data, tmp_path / "plain", preset="tiny", max_steps=10, overrides=SMALL, progress=False)
-    full = pretrain(data, tmp_path / "full", preset="tiny", max_steps=10, overrides=SMALL + WARMUP, progress=False)
+    full = pretrain(data, tmp_path / "full", preset="tiny", max_steps=10, overrides=SMALL + warmup, progress=False)
     a, b = _train_records(plain), _train_records(full)
     # The same tokens are seen either way; windows of 8 hold fewer tokens each but more of them.
     assert all(a[s]["tokens_seen"] == b[s]["tokens_seen"] for s in range(1, 11))
@@ -83,7 +99,7 @@ def test_warm_up_keeps_every_token_changes_training_and_resumes_exactly_across_t
 
     # Stop inside the warm-up (step 4), resume: the same losses as the uninterrupted run, past the switch too.
     run = tmp_path / "resumed"
-    pretrain(data, run, preset="tiny", max_steps=10, overrides=SMALL + WARMUP + ["train.stop_at=4"], progress=False)
+    pretrain(data, run, preset="tiny", max_steps=10, overrides=SMALL + warmup + ["train.stop_at=4"], progress=False)
     pretrain(data, run, resume=True, progress=False)
     c = _train_records(run)
     for s in range(1, 11):
