@@ -292,10 +292,20 @@ class TrainConfig:
         """
         if step >= self.short_seq_steps:
             return None
+        stages = self._window_stage_count(full_length)
+        return self.short_seq_length * 2 ** (step * stages // self.short_seq_steps)
+
+    def _window_stage_count(self, full_length: int) -> int:
         if self.short_seq_schedule == "constant":
-            return self.short_seq_length
-        stages = max(1, math.ceil(math.log2(full_length / self.short_seq_length)))
-        return min(self.short_seq_length * 2 ** (step * stages // self.short_seq_steps), full_length - 1)
+            return 1
+        return max(1, math.ceil(math.log2(full_length / self.short_seq_length)))
+
+    def window_stages(self, full_length: int) -> list[tuple[int, int, int]]:
+        """The warm-up as (first step, end step, window length) stages, the same as ``window_length``."""
+        if not self.short_seq_steps:
+            return []
+        n, S = self._window_stage_count(full_length), self.short_seq_steps
+        return [(-(-k * S // n), -(-(k + 1) * S // n), self.short_seq_length * 2 ** k) for k in range(n)]
 
     def two_stage_switch_step(self) -> int:
         """n, the number of generator-only steps of ``two_stage``: steps 0..n-1 train the generator, n.. the

@@ -133,8 +133,9 @@ def hf_pretrain_flops_per_step(cfg: PretrainConfig, batch_size: int, seq_len: in
     return _step_flops(cfg, batch_size, seq_len, batch_size * seq_len)
 
 
-def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
-    """Model FLOPs of one optimiser step of ``cfg`` (batch ``cfg.train.batch_size`` at ``seq_len``) for any
+def training_flops_per_step(cfg: PretrainConfig, seq_len: int, batch_size: int | None = None) -> dict:
+    """Model FLOPs of one optimiser step of ``cfg`` (``batch_size`` rows, default ``cfg.train.batch_size``, of
+    ``seq_len`` tokens) for any
     ``train.objective``, forward + backward (3 × forward). M = mask_prob · N selected positions::
 
         electra, electra15   enc(gen) + genhead(M) + enc(disc) + dischead(N)
@@ -153,7 +154,7 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
     only). Its ``train`` is the average over the run, (n·stage_one + (max_steps − n)·stage_two) / max_steps;
     ``training_flops`` counts each step at its own cost.
     """
-    B, objective = cfg.train.batch_size, cfg.train.objective
+    B, objective = batch_size or cfg.train.batch_size, cfg.train.objective
     N = B * seq_len
     M = round(cfg.train.mask_prob * N)
     disc_enc = encoder_forward_flops(cfg.model, B, seq_len)["total"]
@@ -176,24 +177,40 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int) -> dict:
     return {"forward": forward, "train": 3 * forward, "tokens": N, "train_per_token": 3 * forward / N}
 
 
+def _steps_flops(cfg: PretrainConfig, seq_len: int, batch_size: int, start: int, end: int) -> int | float:
+    """FLOPs of steps [start, end) at ``batch_size`` × ``seq_len``: ``train`` each, or for ``two_stage``
+    stage_one before the switch step n and stage_two from it."""
+    per = training_flops_per_step(cfg, seq_len, batch_size)
+    if "switch_step" not in per:
+        return (end - start) * per["train"]
+    before_switch = max(0, min(end, per["switch_step"]) - start)
+    return before_switch * per["stage_one"] + (end - start - before_switch) * per["stage_two"]
+
+
 def training_flops(cfg: PretrainConfig, seq_len: int, steps: int) -> int | float:
     """Model FLOPs of the first ``steps`` optimiser steps of ``cfg``: ``steps · train``, or for ``two_stage``
-    min(steps, n)·stage_one + max(0, steps − n)·stage_two."""
-    per = training_flops_per_step(cfg, seq_len)
-    if "switch_step" not in per:
-        return steps * per["train"]
-    n = per["switch_step"]
-    return min(steps, n) * per["stage_one"] + max(0, steps - n) * per["stage_two"]
+    min(steps, n)·stage_one + max(0, steps − n)·stage_two.
+
+    Steps of a sequence-length warm-up count at their window length w, with ceil(seq_len / w) windows per
+    example: the same linear work, less attention (nominal: the padding-only windows dropped at run time
+    are counted)."""
+    total, done = 0, 0
+    for start, end, window in cfg.train.window_stages(seq_len):
+        if start >= steps:
+            break
+        done = min(end, steps)
+        total += _steps_flops(cfg, window, cfg.train.batch_size * -(-seq_len // window), start, done)
+    return total + _steps_flops(cfg, seq_len, cfg.train.batch_size, done, max(done, steps))
 
 
 def steps_for_budget(cfg: PretrainConfig, seq_len: int, budget: float) -> int:
     """``max_steps`` for a FLOPs budget: the most whole steps whose ``training_flops`` fit in it (at least 1).
 
-    For ``two_stage`` the switch step n depends on the run's length when it is "half" (0): the largest
-    ``max_steps`` whose run, stage one included, fits is found by bisection.
+    For ``two_stage`` the switch step n depends on the run's length when it is "half" (0), and a sequence-length
+    warm-up's steps cost less than the rest: then the largest ``max_steps`` whose run fits is found by bisection.
     """
     t = cfg.train
-    if t.algorithm != "two_stage":
+    if t.algorithm != "two_stage" and not t.short_seq_steps:
         return max(1, int(budget // training_flops_per_step(cfg, seq_len)["train"]))
 
     def run_cost(steps: int) -> float:
@@ -201,11 +218,16 @@ def steps_for_budget(cfg: PretrainConfig, seq_len: int, budget: float) -> int:
                                train=dataclasses.replace(t, max_steps=steps))
         return training_flops(trial, seq_len, steps)
 
-    lo = t.two_stage_generator_steps + 1 if t.two_stage_generator_steps else 2  # the shortest two-stage run
-    if run_cost(lo) > budget:
-        raise UserError(f"train.flops_budget {budget:.4g} is less than the shortest two-stage run "
-                        f"({lo} steps, {run_cost(lo):.4g} FLOPs); raise the budget or lower "
-                        f"train.two_stage_generator_steps")
+    if t.algorithm == "two_stage":
+        lo = t.two_stage_generator_steps + 1 if t.two_stage_generator_steps else 2  # the shortest two-stage run
+        if run_cost(lo) > budget:
+            raise UserError(f"train.flops_budget {budget:.4g} is less than the shortest two-stage run "
+                            f"({lo} steps, {run_cost(lo):.4g} FLOPs); raise the budget or lower "
+                            f"train.two_stage_generator_steps")
+    else:  # a sequence-length warm-up: its steps cost less than the later ones
+        lo = 1
+        if run_cost(lo) > budget:
+            return 1
     hi = lo
     while run_cost(hi * 2) <= budget:  # run_cost grows with steps
         hi *= 2

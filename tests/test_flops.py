@@ -200,3 +200,29 @@ def test_training_algorithms_flops_by_hand():
         steps_for_budget(cfg, 10, 3e6)  # n=4 generator steps and one discriminator step cost 3208064
     cfg.train.algorithm, cfg.train.two_stage_generator_steps = "joint", 0
     assert steps_for_budget(cfg, 10, 2515584 * 7.5) == 7
+
+
+def test_warm_up_steps_count_their_shorter_attention():
+    import dataclasses
+
+    from electra.flops import steps_for_budget, training_flops, training_flops_per_step
+
+    cfg = _tiny_cfg()
+    cfg.train.batch_size = 2  # B=2, T=10: a joint step costs 2515584 (test above)
+    full = training_flops_per_step(cfg, 10)["train"]
+    assert full == 2515584
+    # Windows of 5: B*T/5 = 4 rows of 5, the same N = 20 tokens. Only attention (scores + values,
+    # L·4·N·T·H per encoder) shrinks: disc 2·4·20·(10 - 5)·32 = 25600, generator (H = 8) 6400; ×3 for training.
+    assert full - training_flops_per_step(cfg, 5, batch_size=4)["train"] == 3 * (25600 + 6400) == 96000
+    cfg.train.short_seq_length, cfg.train.short_seq_steps = 5, 3
+    assert training_flops(cfg, 10, 2) == 2 * (full - 96000)
+    assert training_flops(cfg, 10, 7) == 7 * full - 3 * 96000
+    # A budget that fits 7 such steps fits only 6 without the warm-up
+    budget = 7 * full - 3 * 96000
+    assert steps_for_budget(cfg, 10, budget) == 7
+    assert steps_for_budget(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, short_seq_length=0,
+                                                                               short_seq_steps=0)), 10, budget) == 6
+    # doubling from 2 at T = 10: stages of 2, 4, 8 tokens (5, 3 and 2 windows per row, the last ones padded)
+    cfg.train.short_seq_length, cfg.train.short_seq_steps, cfg.train.short_seq_schedule = 2, 3, "doubling"
+    stages = [training_flops_per_step(cfg, w, batch_size=2 * n)["train"] for w, n in ((2, 5), (4, 3), (8, 2))]
+    assert training_flops(cfg, 10, 5) == sum(stages) + 2 * full
