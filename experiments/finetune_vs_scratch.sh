@@ -6,21 +6,25 @@
 #   experiments/finetune_vs_scratch.sh RUN OUT [POS_EPOCHS]
 #
 # RUN: an `electra pretrain` run folder (its newest checkpoint is used); OUT: a new folder.
+# LAYER_DECAY (environment, default 0.8, the recipe's): layer-wise learning-rate decay for both inits.
 # Each fine-tuning run uses one thread; the two inits run side by side (2 cores).
 set -euo pipefail
 RUN=$1; OUT=$2; POS_EPOCHS=${3:-3}
+LAYER_DECAY=${LAYER_DECAY:-0.8}
 TASKS=${TASKS:-../shared/data/tasks}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=1
 
 for init in pretrained scratch; do
-  electra finetune --model "$RUN" --task classification --seeds 3 --set init=$init --quiet \
+  electra finetune --model "$RUN" --task classification --seeds 3 --set init=$init \
+    --set layerwise_lr_decay="$LAYER_DECAY" --quiet \
     --train "$TASKS/rotten_tomatoes/train.tsv" --dev "$TASKS/rotten_tomatoes/dev.tsv" \
     --out "$OUT/rotten_tomatoes-$init" > "$OUT/rotten_tomatoes-$init.log" 2>&1 &
 done
 wait
 for init in pretrained scratch; do
-  electra finetune --model "$RUN" --task tagging --seeds 3 --set init=$init --set epochs="$POS_EPOCHS" --quiet \
+  electra finetune --model "$RUN" --task tagging --seeds 3 --set init=$init --set epochs="$POS_EPOCHS" \
+    --set layerwise_lr_decay="$LAYER_DECAY" --quiet \
     --train "$TASKS/brown_pos/train.conll" --dev "$TASKS/brown_pos/dev.conll" \
     --out "$OUT/brown_pos-$init" > "$OUT/brown_pos-$init.log" 2>&1 &
 done
