@@ -118,10 +118,10 @@ def cut_into_windows(batch: dict[str, torch.Tensor], length: int, pad_id: int) -
         types = torch.nn.functional.pad(types, (0, extra), value=0)
     window_keys = WINDOW_KEY_OFFSET + batch["keys"][:, None] * n + torch.arange(n)  # (B, n)
     ids, attention, types = (x.reshape(B * n, length) for x in (ids, attention, types))
-    # Each window keeps the positions its tokens had: starting every window at 0 would train only the
-    # first ``length`` position embeddings, and what attention learned from them did not carry over to
-    # the full length (the loss jumped back to the unigram plateau at the switch; docs/finetune.md).
-    # (The padding columns added above sit past T; they are padding, so they reuse position T - 1.)
+    # Each window keeps the positions its tokens had, so every position embedding trains during the
+    # warm-up (starting every window at 0 would train only the first ``length``). This alone did not stop
+    # the fall back to the plateau at a switch from 8 to 128 tokens; the doubling schedule did
+    # (docs/finetune.md). The padding columns added above sit past T and reuse position T - 1.
     position_ids = torch.arange(n * length).clamp(max=T - 1).reshape(n, length).repeat(B, 1)  # (B * n, length)
     keep = attention.any(1)  # (B * n,)
     return {"input_ids": ids[keep], "attention_mask": attention[keep], "token_type_ids": types[keep],
