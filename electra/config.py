@@ -290,21 +290,20 @@ class TrainConfig:
         length below ``full_length`` (8, 16, 32, 64 for 128): a model that learned to attend among 8 tokens
         falls back to the plateau when it suddenly sees 128 (docs/finetune.md), less so at each doubling.
         """
-        if step >= self.short_seq_steps:
-            return None
-        stages = self._window_stage_count(full_length)
-        return self.short_seq_length * 2 ** (step * stages // self.short_seq_steps)
-
-    def _window_stage_count(self, full_length: int) -> int:
-        if self.short_seq_schedule == "constant":
-            return 1
-        return max(1, math.ceil(math.log2(full_length / self.short_seq_length)))
+        for start, end, length in self.window_stages(full_length):
+            if start <= step < end:
+                return length
+        return None
 
     def window_stages(self, full_length: int) -> list[tuple[int, int, int]]:
-        """The warm-up as (first step, end step, window length) stages, the same as ``window_length``."""
+        """The warm-up as (first step, end step, window length) stages: one for ``constant``; for ``doubling``
+        n = ceil(log2(full_length / short_seq_length)) stages splitting short_seq_steps as evenly as whole
+        steps allow. Empty when there is no warm-up."""
         if not self.short_seq_steps:
             return []
-        n, S = self._window_stage_count(full_length), self.short_seq_steps
+        n = 1 if self.short_seq_schedule == "constant" else \
+            max(1, math.ceil(math.log2(full_length / self.short_seq_length)))
+        S = self.short_seq_steps
         return [(-(-k * S // n), -(-(k + 1) * S // n), self.short_seq_length * 2 ** k) for k in range(n)]
 
     def two_stage_switch_step(self) -> int:

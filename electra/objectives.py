@@ -168,7 +168,8 @@ class MaskedBatch:
     has_padding: bool = True
     position_ids: torch.Tensor | None = None
 
-    _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys")
+    _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys",
+                "position_ids")
 
     @property
     def selected(self) -> torch.Tensor:
@@ -183,10 +184,10 @@ class MaskedBatch:
     def split(self, n: int) -> list["MaskedBatch"]:
         """n micro-batches of equal size when n divides B (sizes differ by at most one otherwise: the
         windows of a sequence-length warm-up); losses are normalised by global counts, so either is exact."""
-        parts = [torch.tensor_split(getattr(self, name), n) for name in self._TENSORS]
-        position_ids = [None] * n if self.position_ids is None else torch.tensor_split(self.position_ids, n)
-        return [MaskedBatch(*p, has_padding=self.has_padding, position_ids=pos)
-                for *p, pos in zip(*parts, position_ids)]
+        parts = {name: [None] * n if getattr(self, name) is None else torch.tensor_split(getattr(self, name), n)
+                 for name in self._TENSORS}
+        return [MaskedBatch(**{name: parts[name][i] for name in self._TENSORS}, has_padding=self.has_padding)
+                for i in range(n)]
 
 
 # select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
@@ -243,6 +244,15 @@ def corrupted_stats(losses: torch.Tensor, correct: torch.Tensor, mb: MaskedBatch
     corrupted = (mb.generator_input_ids.gather(1, mb.positions) != targets) & mb.valid  # (B, P)
     return {"corrupted_loss_sum": (losses * corrupted).sum(), "corrupted_correct": (correct & corrupted).sum(),
             "corrupted_terms": corrupted.sum()}
+
+
+@torch.no_grad()
+def generator_sums(losses: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+                   mb: MaskedBatch) -> dict[str, torch.Tensor]:
+    """The generator's STAT_NAMES sums: its MLM loss and correct guesses over the selected positions, and the
+    same at the corrupted ones. losses (B, P), zero at invalid slots; logits (B, P, V); targets (B, P)."""
+    correct = (logits.argmax(-1) == targets) & mb.valid
+    return {"mlm_loss_sum": losses.sum(), "mlm_correct": correct.sum(), **corrupted_stats(losses, correct, mb, targets)}
 
 
 def _stack_stats(**values: torch.Tensor) -> torch.Tensor:
@@ -340,11 +350,8 @@ class ElectraPretrainer(nn.Module):
         mlm_losses = F.cross_entropy(gen_logits.flatten(0, 1).float(), targets.flatten(),
                                      reduction="none").view(B, P) * weight
         if phase == "generator":  # two-stage, stage one: the generator's MLM alone; no discriminator at all
-            with torch.no_grad():
-                gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
-                stats = _stack_stats(mlm_loss_sum=mlm_losses.sum(), mlm_correct=gen_correct.sum(),
-                                     num_selected=weight.sum(), num_tokens=mb.attention_mask.sum(),
-                                     **corrupted_stats(mlm_losses, gen_correct, mb, targets))
+            stats = _stack_stats(num_selected=weight.sum(), num_tokens=mb.attention_mask.sum(),
+                                 **generator_sums(mlm_losses, gen_logits, targets, mb))
             return mlm_losses.sum() / num_selected_total, stats
 
         disc_input = sample_replacements(gen_logits, mb, targets, seed)  # (B, T)
@@ -377,10 +384,7 @@ class ElectraPretrainer(nn.Module):
             scored_b = scored.bool()
             predicted = (disc_logits > 0) & scored_b
             truth = labels.bool()
-            gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
             stats = _stack_stats(
-                mlm_loss_sum=mlm_losses.sum(),
-                mlm_correct=gen_correct.sum(),
                 num_selected=weight.sum(),
                 disc_loss_sum=disc_losses.sum(),
                 disc_correct=((predicted == truth) & scored_b).sum(),
@@ -389,7 +393,7 @@ class ElectraPretrainer(nn.Module):
                 predicted_replaced=predicted.sum(),
                 num_replaced=truth.sum(),
                 disc_terms=scored.sum(),
-                **corrupted_stats(mlm_losses, gen_correct, mb, targets),
+                **generator_sums(mlm_losses, gen_logits, targets, mb),
                 **extra,
             )
         return loss, stats
@@ -422,10 +426,8 @@ class ElectraPretrainer(nn.Module):
             loss = mlm_losses.sum() / num_selected_total
             model_input = sample_replacements(gen_logits, mb, targets, seed)  # samples instead of [MASK]
             with torch.no_grad():
-                gen_correct = (gen_logits.argmax(-1) == targets) & mb.valid
-                stats.update(mlm_loss_sum=mlm_losses.sum(), mlm_correct=gen_correct.sum(),
-                             num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum(),
-                             **corrupted_stats(mlm_losses, gen_correct, mb, targets))
+                stats.update(num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum(),
+                             **generator_sums(mlm_losses, gen_logits, targets, mb))
 
         if self.objective == "all_tokens_mlm":
             # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).

@@ -106,7 +106,8 @@ def cut_into_windows(batch: dict[str, torch.Tensor], length: int, pad_id: int) -
 
     Why: at initialisation attention is uniform, so the one neighbour that predicts a masked token is 1/T
     of what a position sees; at T = 64-128 a small model sits at the unigram plateau for thousands of steps,
-    at T = 8 it leaves within hundreds, and what it learns carries over (docs/finetune.md).
+    at T = 8 it leaves within hundreds; growing the windows in stages (``train.short_seq_schedule=doubling``)
+    keeps what it learned when whole examples return (docs/finetune.md).
     """
     ids, attention, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
     B, T = ids.shape
