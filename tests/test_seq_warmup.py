@@ -111,3 +111,18 @@ def test_a_window_as_long_as_the_examples_is_refused(data, tmp_path):
         pretrain(data, tmp_path / "run", preset="tiny", max_steps=4,
                  overrides=SMALL + ["train.short_seq_length=32", "train.short_seq_steps=2"], progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_gradient_accumulation_during_the_warm_up_gives_the_same_losses(data, tmp_path):
+    # Micro-batches of 2 of the global 8: the windows cut from 8 examples (32 of 8 tokens, then 16 of 16) are
+    # split with their position_ids into 4 micro-batches whose loss sums add up to the whole batch's. Dropout is
+    # 0: its masks come from one RNG stream, which micro-batches consume in other shapes.
+    warmup = WARMUP + ["train.short_seq_schedule=doubling", "train.max_steps=8", "model.hidden_dropout_prob=0",
+                       "model.attention_probs_dropout_prob=0"]
+    whole = pretrain(data, tmp_path / "whole", preset="tiny", overrides=SMALL + warmup, progress=False)
+    split = pretrain(data, tmp_path / "split", preset="tiny", overrides=SMALL + warmup + ["train.micro_batch_size=2"],
+                     progress=False)
+    a, b = _train_records(whole), _train_records(split)
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for s in a:
+        assert abs(a[s]["gen_loss"] - b[s]["gen_loss"]) <= 1e-5 and abs(a[s]["disc_loss"] - b[s]["disc_loss"]) <= 1e-5
