@@ -9,7 +9,8 @@ A run folder::
     runs/x/checkpoints/step-00001000/
         model.safetensors         generator + discriminator (shared tensors stored once)
         optimizer.pt              AdamW state (tensors and numbers only: loads with weights_only=True)
-        rng.pt                    torch CPU/CUDA generator states (for dropout)
+        rng.pt                    torch CPU/CUDA generator states (pre-training reseeds dropout every step
+                                  from (seed, step, rank), so resume does not need them; still written)
         state.json                step, data position, tokens seen
 
 Because parameter names equal transformers' ELECTRA names, export is a prefix split:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -264,6 +265,13 @@ def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]
     return PretrainConfig.from_dict(cfg_dict), Path(ckpt) if ckpt else None
 
 
+def dropout_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of this step's dropout masks on this rank. Reseeding every step makes the masks a function of
+    (seed, step, rank): a resumed run draws those of the uninterrupted one without saved RNG state, and
+    under torchrun each rank draws its own (one shared seed gave every rank the same masks)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)  # < 2**63
+
+
 def check_world(t: TrainConfig, d: Dist) -> int:
     """Micro-batches per rank per step; the global batch must split evenly into world_size x micro-batch."""
     micro = t.micro_batch_size or t.batch_size // d.world_size
@@ -386,6 +394,7 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
             if switch is not None and log is not None:
                 log.write(switch)
 
+            torch.manual_seed(dropout_seed(t.seed, step, d.rank))
             batch = next(stream)
             window = t.window_length(step, data.max_seq_length)
             if window is not None:  # sequence-length warm-up: the same tokens as short windows

@@ -17,7 +17,7 @@ import torch
 from electra.config import TrainConfig
 from electra.distributed import Dist, run_device
 from electra.errors import UserError
-from electra.pretrain import check_world, pretrain
+from electra.pretrain import check_world, dropout_seed, pretrain
 from synthetic import make_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,20 @@ def test_checkpoints_move_between_world_sizes_and_fsdp(data, single, tmp_path):
     (run / "config.json").write_text(json.dumps(cfg))
     _torchrun(data, run, resume=True)
     _assert_same(_losses(single), _losses(run), 1e-5)
+
+
+def test_each_rank_and_step_draws_its_own_dropout_masks():
+    # The loop reseeds torch with dropout_seed(seed, step, rank) before every step's forward passes.
+    seeds = {(seed, step, rank): dropout_seed(seed, step, rank) for seed in (0, 1) for step in (0, 1, 2, 10**6)
+             for rank in range(4)}
+    assert len(set(seeds.values())) == len(seeds) and all(0 <= v < 2**63 for v in seeds.values())
+    assert dropout_seed(1, 2, 3) == seeds[(1, 2, 3)]  # a function of its arguments alone: resume draws them again
+
+    def masks(seed):
+        torch.manual_seed(seed)
+        return torch.nn.functional.dropout(torch.ones(64, 64), 0.1)
+    assert torch.equal(masks(seeds[(0, 1, 0)]), masks(dropout_seed(0, 1, 0)))
+    assert not torch.equal(masks(seeds[(0, 1, 0)]), masks(seeds[(0, 1, 1)]))  # ranks 0 and 1, the same step
 
 
 def test_global_batch_must_split_evenly_over_processes():

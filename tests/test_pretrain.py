@@ -59,6 +59,19 @@ def test_stop_and_resume_reproduce_the_uninterrupted_losses(data, full_run, tmp_
         assert abs(a[step][0] - b[step][0]) <= 1e-5 and abs(a[step][1] - b[step][1]) <= 1e-5
 
 
+def test_dropout_masks_depend_on_the_step_not_on_restored_rng_state(data, full_run, tmp_path, monkeypatch):
+    # Each step reseeds dropout from (seed, step, rank): a resume that restores no RNG state at all, from a
+    # disturbed generator, still draws the uninterrupted run's masks (dropout is on: the tiny preset's 0.1).
+    run = tmp_path / "run"
+    pretrain(data, run, preset="tiny", max_steps=20, overrides=SMALL + ["train.stop_at=10"], progress=False)
+    monkeypatch.setattr(torch, "set_rng_state", lambda state: None)
+    torch.manual_seed(12345)
+    pretrain(data, run, resume=True, progress=False)
+    a, b = _losses(full_run), _losses(run)
+    for step in range(11, 21):
+        assert abs(a[step][0] - b[step][0]) <= 1e-5 and abs(a[step][1] - b[step][1]) <= 1e-5
+
+
 def test_export_loads_in_transformers_with_the_same_logits(full_run, tmp_path):
     disc_dir, gen_dir = export_run(full_run, tmp_path / "hf")
     ids = torch.tensor([[2, 10, 11, 12, 3, 13, 14, 3]])
