@@ -317,6 +317,28 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return ckpt
 
 
+def chosen_checkpoint(run_dir: Path, step: int | None = None, best: bool = False) -> Path:
+    """The checkpoint a command names: ``step`` (one of the kept ones), the best held-out one, or the newest."""
+    run_dir = Path(run_dir)
+    if best:
+        name = best_checkpoint_name(run_dir)
+        if name is None or not (run_dir / "checkpoints" / name).is_dir():
+            raise UserError(f"{run_dir}: no best held-out checkpoint recorded (checkpoints/best.json); "
+                            f"leave out --best for the newest")
+        ckpt = run_dir / "checkpoints" / name
+    elif step is not None:
+        ckpt = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
+        if not ckpt.is_dir():
+            kept = ", ".join(str(int(c.name.removeprefix(CHECKPOINT_PREFIX))) for c in checkpoint_dirs(run_dir))
+            raise UserError(f"{run_dir}: no checkpoint at step {step}; kept: {kept or 'none'}")
+    else:
+        return latest_checkpoint(run_dir)
+    problem = checkpoint_problem(ckpt)
+    if problem is not None:
+        raise UserError(f"{ckpt}: {problem}; choose another checkpoint")
+    return ckpt
+
+
 def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Config and weights of a local transformers ELECTRA folder (safetensors, or a weights-only .bin)."""
     folder = Path(folder)

@@ -64,9 +64,10 @@ def cmd_pretrain(args) -> None:
 
 def cmd_export(args) -> None:
     """Write Hugging Face transformers folders (discriminator/ and generator/) from a pre-training run."""
-    from electra.checkpoint import export_run, read_json_file
+    from electra.checkpoint import chosen_checkpoint, export_run, read_json_file
 
-    disc, gen = export_run(Path(args.run), Path(args.out))
+    ckpt = chosen_checkpoint(Path(args.run), args.step, args.best)
+    disc, gen = export_run(Path(args.run), Path(args.out), ckpt)
     arch = read_json_file(disc / "config.json")["architectures"][0]  # written by export_run just now
     print(f"discriminator: {disc}  (transformers.{arch}.from_pretrained)")
     if gen is not None:
@@ -223,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb(verbs, "export", cmd_export)
     sp.add_argument("run")
     sp.add_argument("--out", required=True)
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, default=None, help="export this kept checkpoint (default: the newest)")
+    which.add_argument("--best", action="store_true", help="export the checkpoint with the best held-out loss")
 
     sp = verb(verbs, "plot", cmd_plot)
     sp.add_argument("run")

@@ -88,6 +88,25 @@ def test_export_loads_in_transformers_with_the_same_logits(full_run, tmp_path):
                                hf_disc.electra.embeddings.word_embeddings.weight)
 
 
+def test_export_takes_a_kept_checkpoint_by_step_or_the_best_one(full_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+    key = "electra.embeddings.word_embeddings.weight"
+
+    def exported(*args):
+        out = tmp_path / "_".join(args or ("newest",))
+        assert main(["export", str(full_run), "--out", str(out), *args]) == 0
+        return load_file(str(out / "discriminator" / "model.safetensors"))[key]
+
+    step15 = load_file(str(full_run / "checkpoints" / "step-00000015" / "model.safetensors"))["discriminator." + key]
+    assert torch.equal(exported("--step", "15"), step15) and not torch.equal(exported(), step15)
+    best = json.loads((full_run / "checkpoints" / "best.json").read_text())["checkpoint"]
+    in_best = load_file(str(full_run / "checkpoints" / best / "model.safetensors"))["discriminator." + key]
+    assert torch.equal(exported("--best"), in_best)
+    capsys.readouterr()
+    assert main(["export", str(full_run), "--out", str(tmp_path / "x"), "--step", "3"]) == 2
+    assert "no checkpoint at step 3; kept: 15, 20" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_output_folder_of_another_run_is_refused(data, full_run):
     with pytest.raises(UserError, match="pass --resume"):
         pretrain(data, full_run, preset="tiny", max_steps=5, overrides=SMALL, progress=False)
