@@ -104,6 +104,10 @@ TWO_STAGE_SHARING = ("none", "gdes")
 PARALLELS = ("ddp", "fsdp")
 # Sequence-length warm-up: windows of short_seq_length for the whole warm-up, or doubling in equal stages.
 SHORT_SEQ_SCHEDULES = ("constant", "doubling")
+# How the selected tokens are corrupted for the masked LM (the generator; for ``mlm`` the model): ELECTRA's
+# (mask_token_prob [MASK], the rest kept), BERT's (80% [MASK], 10% a random token, 10% kept), or auto: BERT's for
+# the mlm objective, ELECTRA's for the others.
+CORRUPTIONS = ("auto", "electra", "bert")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -205,6 +209,7 @@ class TrainConfig:
     max_skipped_steps: int = 10      # stop after this many consecutive steps with non-finite gradients
     mask_prob: float = 0.15          # fraction of real tokens selected per sequence
     mask_token_prob: float = 0.85    # of the selected, the fraction shown as [MASK]; the rest keep their token
+    corruption: str = "auto"         # CORRUPTIONS: auto (bert for mlm, else electra) | electra | bert (80/10/10)
     disc_weight: float = 50.0        # lambda in loss = MLM + lambda * discriminator BCE
     objective: str = "electra"       # OBJECTIVES: electra | mlm | electra15 | replace_mlm | all_tokens_mlm
     masking: str = "uniform"         # MASKINGS: uniform tokens | whole_word | span (SpanBERT)
@@ -227,6 +232,10 @@ class TrainConfig:
     two_stage_generator_steps: int = 0  # two_stage: generator-only steps before the switch; 0 = max_steps // 2,
                                         # fixed in config.json when the run is created
     parallel: str = "ddp"            # PARALLELS, under torchrun: ddp (replicas) | fsdp (FSDP2 shards: less memory)
+
+    def uses_bert_corruption(self) -> bool:
+        """BERT's 80/10/10 for the masked LM's input, instead of ELECTRA's mask_token_prob [MASK], rest kept."""
+        return self.corruption == "bert" or (self.corruption == "auto" and self.objective == "mlm")
 
     def validate(self) -> None:
         check_types(self, "train.")
@@ -258,6 +267,7 @@ class TrainConfig:
             raise UserError(f"train.seed must be >= 0, got {self.seed}")
         _check_choice("train.objective", self.objective, OBJECTIVES)
         _check_choice("train.masking", self.masking, MASKINGS)
+        _check_choice("train.corruption", self.corruption, CORRUPTIONS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
         _check_choice("train.parallel", self.parallel, PARALLELS)
         _check_choice("train.short_seq_schedule", self.short_seq_schedule, SHORT_SEQ_SCHEDULES)

@@ -106,12 +106,12 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
                      device: torch.device, select: Selector | None = None, vocab_size: int = 0) -> MaskedBatch:
     """Move a loader batch to the device and mask it there; whether it has padding is read on the host.
 
-    ``select``: whole-word or span selection (``build_selector``); the MLM objective corrupts as BERT
-    (80% [MASK], 10% a random one of ``vocab_size`` tokens, 10% kept), the others as ELECTRA.
+    ``select``: whole-word or span selection (``build_selector``). ``train.corruption``: BERT's (80% [MASK],
+    10% a random one of ``vocab_size`` tokens, 10% kept; the default for the MLM objective) or ELECTRA's.
     """
     has_padding = not bool(batch["attention_mask"].all())  # CPU tensor: free
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    bert = t.objective == "mlm"
+    bert = t.uses_bert_corruption()
     return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
                       t.mask_prob, BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob, t.seed,
                       has_padding=has_padding, select=select,

@@ -101,6 +101,29 @@ def test_mlm_corruption_is_80_10_10():
     assert random_ids.min() >= 0 and random_ids.max() < 97 and len(random_ids.unique()) > 80  # the whole vocabulary
 
 
+@pytest.mark.parametrize("objective,corruption,masked,random_share", [
+    ("mlm", "auto", 0.80, 0.10), ("electra", "auto", 0.85, 0.0),
+    ("electra", "bert", 0.80, 0.10), ("mlm", "electra", 0.85, 0.0)])
+def test_train_corruption_picks_the_masked_lm_input(objective, corruption, masked, random_share):
+    from electra.config import TrainConfig
+    from electra.pretrain import masked_on_device
+    ids, attn, types, _ = _batch(B=1024, T=64)
+    batch = {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "keys": torch.arange(1024)}
+    t = TrainConfig(objective=objective, corruption=corruption)
+    t.validate()
+    mb = masked_on_device(batch, SPECIAL, t, torch.device("cpu"), vocab_size=97)
+    sel, inp = mb.selected, mb.generator_input_ids
+    n = sel.sum().item()
+    assert abs(((inp == SPECIAL["mask"]) & sel).sum().item() / n - masked) < 0.02
+    assert abs(((inp != SPECIAL["mask"]) & (inp != ids) & sel).sum().item() / n - random_share * 96 / 97) < 0.012
+
+
+def test_an_unknown_corruption_is_refused():
+    from electra.config import TrainConfig
+    with pytest.raises(UserError, match="train.corruption.*bert"):
+        TrainConfig(corruption="roberta").validate()
+
+
 def test_electra15_scores_the_discriminator_only_at_selected_positions():
     model = _model("electra15")
     mb = _masked()
