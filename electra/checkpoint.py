@@ -320,6 +320,7 @@ def latest_checkpoint(run_dir: Path) -> Path:
 def chosen_checkpoint(run_dir: Path, step: int | None = None, best: bool = False) -> Path:
     """The checkpoint a command names: ``step`` (one of the kept ones), the best held-out one, or the newest."""
     run_dir = Path(run_dir)
+    load_run_config(run_dir)  # a folder that is not a run is named as such, before any talk of checkpoints
     if best:
         name = best_checkpoint_name(run_dir)
         if name is None or not (run_dir / "checkpoints" / name).is_dir():
