@@ -532,6 +532,23 @@ def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:
             f"{smaller} (gradient accumulation keeps the global batch of {t.batch_size})")
 
 
+def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
+    """The six (metric key, title) panels of ``electra plot`` for a run whose newest training record is ``last``."""
+    panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
+              ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
+              ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
+    if "mlm_loss" in last:  # the MLM objectives: the discriminator-sized network is a masked LM
+        panels = [("mlm_loss", "masked-LM loss"), ("gen_loss", "generator MLM loss"), ("mlm_acc", "masked-LM accuracy"),
+                  ("gen_acc", "generator MLM accuracy"), ("grad_norm", "gradient norm"), ("lr", "learning rate")]
+    if "corrupted_loss" in last:  # says more than the accuracy that includes the copied tokens
+        panels = [("corrupted_loss", "masked-LM loss at corrupted positions") if key == "gen_acc" else (key, title)
+                  for key, title in panels]
+        if "mlm_loss" in last and last["gen_loss"] == 0:  # mlm: no generator (its keys are logged as 0)
+            panels = [("corrupted_acc", "masked-LM accuracy at corrupted positions") if key == "gen_loss"
+                      else (key, title) for key, title in panels]
+    return panels
+
+
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw the loss and accuracy curves of a run's metrics.jsonl into a PNG."""
     import matplotlib
@@ -555,15 +572,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
             train.append(r)
     if not train:
         raise UserError(f"{path}: no training records yet")
-    panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
-              ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
-              ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
-    if "mlm_loss" in train[-1]:  # the MLM objectives: the discriminator-sized network is a masked LM
-        panels = [("mlm_loss", "masked-LM loss"), ("gen_loss", "generator MLM loss"), ("mlm_acc", "masked-LM accuracy"),
-                  ("gen_acc", "generator MLM accuracy"), ("grad_norm", "gradient norm"), ("lr", "learning rate")]
-    if "corrupted_loss" in train[-1]:  # says more than the accuracy that includes the copied tokens
-        panels = [("corrupted_loss", "masked-LM loss at corrupted positions") if key == "gen_acc" else (key, title)
-                  for key, title in panels]
+    panels = plot_panels(train[-1])
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, title) in zip(axes.flat, panels):
         ax.plot([r["step"] for r in train], [r.get(key, math.nan) for r in train], label="train", lw=1)

@@ -152,6 +152,18 @@ def test_plot_writes_a_png(full_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_plot_panels_show_only_metrics_the_objective_has():
+    from electra.pretrain import plot_panels
+    electra = {"gen_loss": 5.0, "disc_loss": 0.3, "corrupted_loss": 6.0, "corrupted_acc": 0.1}
+    assert [k for k, _ in plot_panels(electra)] == ["gen_loss", "disc_loss", "corrupted_loss", "disc_acc",
+                                                    "disc_recall", "lr"]
+    mlm = {"gen_loss": 0.0, "disc_loss": 0.0, "mlm_loss": 5.0, "corrupted_loss": 6.0, "corrupted_acc": 0.1}
+    assert [k for k, _ in plot_panels(mlm)] == ["mlm_loss", "corrupted_acc", "mlm_acc", "corrupted_loss",
+                                                "grad_norm", "lr"]  # no generator panel full of zeros
+    replace_mlm = dict(mlm, gen_loss=4.0)
+    assert [k for k, _ in plot_panels(replace_mlm)][:2] == ["mlm_loss", "gen_loss"]
+
+
 def test_export_refuses_to_replace_a_folder_that_is_not_an_export(full_run, tmp_path):
     victim = tmp_path / "hf" / "discriminator"
     victim.mkdir(parents=True)
