@@ -12,7 +12,8 @@ One invocation measures, per configuration ``preset:BATCHxLENGTH``:
 * ``transformers``: ``ElectraForMaskedLM`` + ``ElectraForPreTraining`` (SDPA attention) sharing one
   embeddings module, V-way logits at every position (labels -100 where unselected), the same masking,
   Gumbel-max sampling in float32 at the selected positions, BCE over real tokens, MLM + 50 * disc,
-  ``torch.optim.AdamW`` with the same settings.
+  ``torch.optim.AdamW`` with the same settings and kernel (fused on CPU and CUDA, as our runs and
+  transformers' Trainer default ``adamw_torch_fused`` use).
 * optionally a classification fine-tuning step and batched inference, ours vs ElectraForSequenceClassification.
 * the corpus build (``electra data build``: read, tokenise, pack, write shards) in MB of text per second, on
   ``../shared/data/corpus`` with the BERT uncased vocabulary when they exist (``--data-corpus``, ``--data-vocab``).
@@ -54,7 +55,7 @@ from electra.model import ElectraForSequenceClassification  # noqa: E402
 from electra.objectives import ElectraPretrainer, gumbel_sample, mask_batch, max_selected  # noqa: E402
 
 try:
-    from electra.pretrain import autocast_for, build_optimizer, learning_rate, parameter_groups
+    from electra.pretrain import autocast_for, build_optimizer, fused_adamw, learning_rate, parameter_groups
 except ImportError as e:  # electra.pretrain pulls in tqdm/safetensors; the step itself needs neither
     print(f"note: electra.pretrain not importable ({e}); using local copies of its optimiser helpers")
 
@@ -71,10 +72,13 @@ except ImportError as e:  # electra.pretrain pulls in tqdm/safetensors; the step
                 (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+    def fused_adamw(device):
+        return device.type in ("cuda", "cpu")
+
     def build_optimizer(model, cfg, device):
         return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                                 fused=device.type == "cuda")
+                                 fused=fused_adamw(device))
 
     def learning_rate(step, cfg):
         warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
@@ -234,7 +238,8 @@ class HFStep:
                 (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon, fused=device.type == "cuda")
+            lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon,
+            fused=fused_adamw(device))  # our kernel, also transformers' Trainer default (adamw_torch_fused)
         self.params = decay + no_decay
         self.step_idx = 0
 
@@ -289,7 +294,7 @@ class Classify:
     def __init__(self, model: nn.Module, hf: bool, train: bool, device: torch.device, autocast):
         self.model, self.hf, self.train, self.autocast = model, hf, train, autocast
         self.optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-4, eps=1e-6,
-                                           fused=device.type == "cuda") if train else None
+                                           fused=fused_adamw(device)) if train else None
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         labels = batch.keys % 2

@@ -39,7 +39,7 @@ from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
                                  parallelize, resolve_device, run_device)
 from electra.errors import UserError
-from electra.pretrain import autocast_for
+from electra.pretrain import autocast_for, fused_adamw
 from electra.tasks import IGNORE, Task, collate, make_task
 
 TASK_FILE = "task.json"
@@ -138,7 +138,7 @@ def build_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.d
     param_groups = [{"params": ps, "lr": cfg.learning_rate * s, "initial_lr": cfg.learning_rate * s,
                      "weight_decay": 0.0 if nd else cfg.weight_decay} for (s, nd), ps in groups.items()]
     return torch.optim.AdamW(param_groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=cfg.adam_epsilon,
-                             fused=device.type == "cuda")
+                             fused=fused_adamw(device))
 
 
 def schedule(step: int, total: int, warmup: int) -> float:
