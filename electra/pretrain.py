@@ -67,7 +67,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 
 def fused_adamw(device: torch.device) -> bool:
     """Whether AdamW runs as torch's fused kernel: on CUDA (one kernel for all parameters) and on CPU (one
-    vectorised pass per tensor; about 4.5x faster than the default per-parameter loop, see
+    vectorised pass per tensor; about 4x faster than the default per-parameter loop, see
     benchmarks/RESULTS.md). transformers' Trainer uses the same kernel by default (adamw_torch_fused)."""
     return device.type in ("cuda", "cpu")
 
