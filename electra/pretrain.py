@@ -305,32 +305,18 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
         close_distributed(d)
 
 
-def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None,
-              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None) -> Path:
-    data = PretrainingData(data_dir)
-    out = Path(out)
-    if init is not None and resume:
-        raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
-    if d.enabled:
-        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume,
-                                           Path(init) if init else None, d)
-    else:
-        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
+def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, ckpt: Path | None,
+                   init: str | Path | None) -> tuple[ElectraPretrainer, Any, torch.optim.AdamW, Any, dict[str, Any]]:
+    """The model, the function that runs its step (DDP/FSDP-wrapped, compiled if asked), the optimiser, the
+    unsharded copy rank 0 gathers FSDP weights into for saving (None otherwise) and the run state
+    (step, data position, tokens seen), from the checkpoint ``ckpt``, the transformers weights ``init`` or
+    the seed."""
     t = cfg.train
-    accumulation = check_world(t, d)
-    device = run_device(t.device, d)
-    autocast = autocast_for(device, t.precision)
-
-    select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
-    flops_per_step = training_flops_per_step(cfg, data.max_seq_length)["train"]  # analytic, at full length
-    # (two_stage: the run's average; training_flops counts each stage's steps at their own cost)
-
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
     model = build_model(cfg).to(device)
-    sharded = d.enabled and t.parallel == "fsdp"
     plain = None
     state = {"step": 0, "position": 0, "tokens_seen": 0}
-    if sharded:
+    if d.enabled and t.parallel == "fsdp":
         # FSDP2 shards the parameters in place: load the full weights first, shard, then build the optimiser
         # over the shards and give it the checkpoint's full state.
         plain = build_model(cfg) if d.is_main else None  # rank 0 gathers the full weights into it to save
@@ -354,20 +340,121 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
         step_fn = parallelize(model, t.parallel, d)  # DDP (the model itself in one process)
     if t.compile:
         step_fn = torch.compile(step_fn)
+    return model, step_fn, optimizer, plain, state
+
+
+def start_record(cfg: PretrainConfig, model: ElectraPretrainer, data: PretrainingData, device: torch.device,
+                 d: Dist, accumulation: int, word_boundaries: bool) -> dict[str, Any]:
+    """The metrics log's first record: what the run trains, on what, with which batch layout."""
+    t = cfg.train
+    gen_params = 0 if model.generator is None else \
+        count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
+    record = {"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
+              # analytic, at full length (two_stage: the run's average; training_flops counts each stage's
+              # steps at their own cost)
+              "flops_per_step": training_flops_per_step(cfg, data.max_seq_length)["train"],
+              "max_steps": t.max_steps,
+              "discriminator_params": count_parameters(model.discriminator), "generator_params": gen_params,
+              "train_examples": data.num_examples("train"), "accumulation_steps": accumulation,
+              "world_size": d.world_size, "micro_batch_size": t.batch_size // (d.world_size * accumulation),
+              "global_batch_size": t.batch_size}  # = micro_batch_size x accumulation_steps x world_size
+    if t.masking != "uniform":
+        record["word_boundaries"] = word_boundaries  # span masking without a tokenizer: token spans
+    return record
+
+
+def window_record(done: int, lr: float, window_stats: torch.Tensor, window_grad_norm: torch.Tensor,
+                  window_skipped: torch.Tensor, window_steps: int, elapsed: float, tokens_seen: torch.Tensor,
+                  cfg: PretrainConfig, data: PretrainingData, model: ElectraPretrainer) -> dict[str, Any]:
+    """The metrics record of the logging window that ends at step ``done`` (the window's summed stats, over
+    all ranks); reading them is the one host sync of a logging step."""
+    summary = summarise_stats(window_stats)
+    window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
+    skipped = int(window_skipped.item())
+    record = {"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / max(1, window_steps - skipped),
+              **summary, "skipped_steps": skipped,
+              "tokens_seen": int(tokens_seen.item()),
+              "flops": training_flops(cfg, data.max_seq_length, done),
+              "steps_per_s": window_steps / elapsed,
+              "tokens_per_s": window_tokens / elapsed}
+    if cfg.train.algorithm == "adversarial":
+        record["reward_baseline"] = model.reward_baseline.value().item()
+    return record
+
+
+def progress_losses(record: dict[str, Any], model: ElectraPretrainer) -> dict[str, str]:
+    """The losses the progress bar shows: the masked LM's for the MLM objectives, else generator and
+    discriminator."""
+    losses = {"mlm": f"{record['mlm_loss']:.3f}"} if "mlm_loss" in record else {}
+    if model.generator is not None:
+        losses["gen"] = f"{record['gen_loss']:.3f}"
+    if "mlm_loss" not in record:
+        losses["disc"] = f"{record['disc_loss']:.3f}"
+    return losses
+
+
+def train_step(model: ElectraPretrainer, step_fn: Any, optimizer: torch.optim.AdamW, params: list[torch.Tensor],
+               mb: MaskedBatch, t: TrainConfig, d: Dist, accumulation: int, autocast: Any, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One update on this rank's share ``mb`` of the global batch, in ``accumulation`` micro-batches.
+
+    Returns, all on the device (no host sync on CUDA): the stats summed over the micro-batches
+    ((len(STAT_NAMES),), this rank's), the gradient norm before clipping, whether it was non-finite (the
+    update is then skipped) and the global batch's token count.
+    """
+    # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward); with several
+    # processes, those of the whole global batch (summed over ranks), so the ranks' gradients sum to it.
+    num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
+    if d.enabled:
+        counts = all_reduce_sum(torch.stack([num_selected, num_tokens]), d)
+        num_selected, num_tokens = counts[0], counts[1]
+    step_stats = torch.zeros(len(STAT_NAMES), device=device)
+    micros = mb.split(accumulation)
+    for i, micro in enumerate(micros):
+        # Gradients are reduced over ranks after the last micro-batch only.
+        with no_gradient_sync(step_fn, last=i == len(micros) - 1) if d.enabled else contextlib.nullcontext():
+            with autocast():
+                loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
+            loss.backward()
+        step_stats += stats
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor, the norm over all shards
+        grad_norm = grad_norm.full_tensor()
+    bad = ~torch.isfinite(grad_norm)  # a non-finite loss makes the gradient norm non-finite too
+    if device.type == "cuda" and getattr(optimizer, "defaults", {}).get("fused"):
+        optimizer.found_inf = bad.float()  # the fused kernel skips the whole update when set
+        optimizer.step()
+    elif not bool(bad):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if t.algorithm == "adversarial":  # the REINFORCE baseline: the global batch's mean (a copy: stats stay local)
+        model.end_step(all_reduce_sum(step_stats.clone(), d))
+    return step_stats, grad_norm, bad, num_tokens
+
+
+def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None,
+              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None) -> Path:
+    data = PretrainingData(data_dir)
+    out = Path(out)
+    if init is not None and resume:
+        raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
+    if d.enabled:
+        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume,
+                                           Path(init) if init else None, d)
+    else:
+        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
+    t = cfg.train
+    accumulation = check_world(t, d)
+    device = run_device(t.device, d)
+    autocast = autocast_for(device, t.precision)
+
+    select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
+    model, step_fn, optimizer, plain, state = build_training(cfg, d, device, ckpt, init)
+    sharded = d.enabled and t.parallel == "fsdp"
 
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None) if d.is_main else None
     if state["step"] == 0 and log is not None:
-        gen_params = 0 if model.generator is None else \
-            count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
-        record = {"event": "start", "step": 0, "preset": cfg.preset, "device": str(device),
-                  "flops_per_step": flops_per_step, "max_steps": t.max_steps,
-                  "discriminator_params": count_parameters(model.discriminator), "generator_params": gen_params,
-                  "train_examples": data.num_examples("train"), "accumulation_steps": accumulation,
-                  "world_size": d.world_size, "micro_batch_size": t.batch_size // (d.world_size * accumulation),
-                  "global_batch_size": t.batch_size}  # = micro_batch_size x accumulation_steps x world_size
-        if t.masking != "uniform":
-            record["word_boundaries"] = word_boundaries  # span masking without a tokenizer: token spans
-        log.write(record)
+        log.write(start_record(cfg, model, data, device, d, accumulation, word_boundaries))
 
     # Every rank reads the same global batches and takes its contiguous slice of each.
     stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
@@ -406,38 +493,12 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
             if window is not None:  # sequence-length warm-up: the same tokens as short windows
                 batch = cut_into_windows(batch, window, data.special_ids["pad"])
             mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
-            # Global counts normalise every micro-batch's loss (see ElectraPretrainer.forward); with several
-            # processes, those of the whole global batch (summed over ranks), so the ranks' gradients sum to it.
-            num_selected, num_tokens = mb.valid.sum(), mb.attention_mask.sum()
-            if d.enabled:
-                counts = all_reduce_sum(torch.stack([num_selected, num_tokens]), d)
-                num_selected, num_tokens = counts[0], counts[1]
-            step_stats = torch.zeros(len(STAT_NAMES), device=device) if t.algorithm == "adversarial" else None
-            micros = mb.split(accumulation)
-            for i, micro in enumerate(micros):
-                # Gradients are reduced over ranks after the last micro-batch only.
-                with no_gradient_sync(step_fn, last=i == len(micros) - 1) if d.enabled else contextlib.nullcontext():
-                    with autocast():
-                        loss, stats = step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
-                    loss.backward()
-                window_stats += stats
-                if step_stats is not None:
-                    step_stats += stats
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor, the norm over all shards
-                grad_norm = grad_norm.full_tensor()
-            bad = ~torch.isfinite(grad_norm)  # a non-finite loss makes the gradient norm non-finite too
+            stats, grad_norm, bad, num_tokens = train_step(model, step_fn, optimizer, params, mb, t, d,
+                                                           accumulation, autocast, device)
+            window_stats += stats
             window_skipped += bad
             skips_in_row = (skips_in_row + 1) * bad
             window_grad_norm += torch.where(bad, 0.0, grad_norm)
-            if device.type == "cuda" and getattr(optimizer, "defaults", {}).get("fused"):
-                optimizer.found_inf = bad.float()  # the fused kernel skips the whole update when set
-                optimizer.step()
-            elif not bool(bad):
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step_stats is not None:
-                model.end_step(all_reduce_sum(step_stats, d))  # the REINFORCE baseline: the global batch's mean
             tokens_seen += num_tokens
 
             done = step + 1
@@ -452,26 +513,11 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
 
             if done % t.log_every == 0 or last:
                 all_reduce_sum(window_stats, d)  # every rank's share of the window
-                summary = summarise_stats(window_stats)  # the one host sync of a logging step
-                elapsed = time.perf_counter() - window_start
-                window_tokens = window_stats[STAT_NAMES.index("num_tokens")].item()
-                skipped = int(window_skipped.item())
-                record = {"step": done, "lr": lr, "grad_norm": window_grad_norm.item() / max(1, window_steps - skipped),
-                          **summary, "skipped_steps": skipped,
-                          "tokens_seen": int(tokens_seen.item()),
-                          "flops": training_flops(cfg, data.max_seq_length, done),
-                          "steps_per_s": window_steps / elapsed,
-                          "tokens_per_s": window_tokens / elapsed}
-                if t.algorithm == "adversarial":
-                    record["reward_baseline"] = model.reward_baseline.value().item()
+                record = window_record(done, lr, window_stats, window_grad_norm, window_skipped, window_steps,
+                                       time.perf_counter() - window_start, tokens_seen, cfg, data, model)
                 if log is not None:
                     log.write(record)
-                losses = {"mlm": f"{summary['mlm_loss']:.3f}"} if "mlm_loss" in summary else {}
-                if model.generator is not None:
-                    losses["gen"] = f"{summary['gen_loss']:.3f}"
-                if "mlm_loss" not in summary:
-                    losses["disc"] = f"{summary['disc_loss']:.3f}"
-                bar.set_postfix(**losses, tok_s=f"{window_tokens / elapsed:.0f}")
+                bar.set_postfix(**progress_losses(record, model), tok_s=f"{record['tokens_per_s']:.0f}")
                 window_stats.zero_()
                 window_grad_norm.zero_()
                 window_skipped.zero_()
