@@ -305,18 +305,18 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
         close_distributed(d)
 
 
-def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, ckpt: Path | None,
+def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: bool, ckpt: Path | None,
                    init: str | Path | None) -> tuple[ElectraPretrainer, Any, torch.optim.AdamW, Any, dict[str, Any]]:
-    """The model, the function that runs its step (DDP/FSDP-wrapped, compiled if asked), the optimiser, the
-    unsharded copy rank 0 gathers FSDP weights into for saving (None otherwise) and the run state
-    (step, data position, tokens seen), from the checkpoint ``ckpt``, the transformers weights ``init`` or
-    the seed."""
+    """The model, the function that runs its step (DDP-wrapped, or FSDP-sharded when ``sharded``; compiled if
+    asked), the optimiser, the unsharded copy rank 0 gathers FSDP weights into for saving (None otherwise) and
+    the run state (step, data position, tokens seen), from the checkpoint ``ckpt``, the transformers weights
+    ``init`` or the seed."""
     t = cfg.train
     torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
     model = build_model(cfg).to(device)
     plain = None
     state = {"step": 0, "position": 0, "tokens_seen": 0}
-    if d.enabled and t.parallel == "fsdp":
+    if sharded:
         # FSDP2 shards the parameters in place: load the full weights first, shard, then build the optimiser
         # over the shards and give it the checkpoint's full state.
         plain = build_model(cfg) if d.is_main else None  # rank 0 gathers the full weights into it to save
@@ -449,8 +449,8 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     autocast = autocast_for(device, t.precision)
 
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
-    model, step_fn, optimizer, plain, state = build_training(cfg, d, device, ckpt, init)
     sharded = d.enabled and t.parallel == "fsdp"
+    model, step_fn, optimizer, plain, state = build_training(cfg, d, device, sharded, ckpt, init)
 
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None) if d.is_main else None
     if state["step"] == 0 and log is not None:
