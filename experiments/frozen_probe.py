@@ -18,32 +18,38 @@ import torch.nn.functional as F
 
 from electra.checkpoint import load_encoder_source
 from electra.data.tokenizer import load_tokenizer
-from electra.model import ElectraForSequenceClassification, sdpa_mask
+from electra.data.tasks import read_classification
+from electra.model import ElectraForSequenceClassification
 
 
-def read_tsv(path: str) -> tuple[list[str], torch.Tensor]:
-    rows = [line.split("\t") for line in open(path, encoding="utf-8").read().splitlines()[1:]]
-    return [r[0] for r in rows], torch.tensor([int(r[1]) for r in rows])
+def read_task(path: str) -> tuple[list[str], torch.Tensor]:
+    """A single-sentence classification file's texts and label indices (in the sorted label order)."""
+    examples, info = read_classification(path)
+    return [e.text for e in examples], torch.tensor([info["labels"].index(e.label) for e in examples])
 
 
 @torch.no_grad()
 def layer_features(encoder, tok, texts: list[str], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(layers + 1, N, H) [CLS] vectors and mean-pooled vectors, layer 0 being the embeddings."""
+    """(layers + 1, N, H) [CLS] vectors and mean-pooled vectors, layer 0 being the embeddings (projected to the
+    hidden size when factorised): the outputs of the encoder's own forward, read with forward hooks."""
+    first = encoder.embeddings_project if hasattr(encoder, "embeddings_project") else encoder.embeddings
+    hidden: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _inputs, out: hidden.append(out))
+             for m in (first, *encoder.encoder.layer)]
     cls, mean = [], []
-    for i in range(0, len(texts), batch):
-        enc = tok.encode_batch(texts[i:i + batch])
-        ids = torch.tensor([e.ids for e in enc])
-        mask = torch.tensor([e.attention_mask for e in enc])
-        hidden = [encoder.embeddings(ids, torch.zeros_like(ids))]
-        if hasattr(encoder, "embeddings_project"):
-            hidden[0] = encoder.embeddings_project(hidden[0])
-        h = hidden[0]
-        for layer in encoder.encoder.layer:
-            h = layer(h, sdpa_mask(mask))
-            hidden.append(h)
-        m = mask[..., None].float()
-        cls.append(torch.stack([x[:, 0] for x in hidden]))
-        mean.append(torch.stack([(x * m).sum(1) / m.sum(1) for x in hidden]))
+    try:
+        for i in range(0, len(texts), batch):
+            enc = tok.encode_batch(texts[i:i + batch])
+            ids = torch.tensor([e.ids for e in enc])
+            mask = torch.tensor([e.attention_mask for e in enc])
+            hidden.clear()
+            encoder(ids, mask, torch.zeros_like(ids))
+            m = mask[..., None].float()
+            cls.append(torch.stack([x[:, 0] for x in hidden]))
+            mean.append(torch.stack([(x * m).sum(1) / m.sum(1) for x in hidden]))
+    finally:
+        for h in hooks:
+            h.remove()
     return torch.cat(cls, 1), torch.cat(mean, 1)
 
 
@@ -84,8 +90,8 @@ def main() -> None:
     ap.add_argument("--dev", default="../shared/data/tasks/rotten_tomatoes/dev.tsv")
     ap.add_argument("--bag-of-words", action="store_true", help="also a logistic regression on word-piece counts")
     args = ap.parse_args()
-    train_texts, train_y = read_tsv(args.train)
-    dev_texts, dev_y = read_tsv(args.dev)
+    train_texts, train_y = read_task(args.train)
+    dev_texts, dev_y = read_task(args.dev)
     for path in args.models:
         cfg, weights, tokenizer_dir = load_encoder_source(path)
         tok = load_tokenizer(tokenizer_dir)
