@@ -56,7 +56,7 @@ def cmd_pretrain(args) -> None:
     if args.flops_budget is not None:
         args.set = [*args.set, f"train.flops_budget={args.flops_budget}"]
     out = pretrain(args.data, args.out, preset=args.preset, max_steps=args.max_steps, overrides=args.set,
-                   resume=args.resume, progress=not args.quiet, init=args.init)
+                   resume=args.resume, progress=not args.quiet, init=args.init, recipe=args.recipe)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
         print(f"run saved in {out} (metrics: {out / 'metrics.jsonl'}; "
               f"export with `electra export {out} --out {out / 'hf'}`)")
@@ -90,7 +90,7 @@ def cmd_demo(args) -> None:
     from electra.demo import run_demo
 
     run_demo(Path(args.out), corpus=args.corpus, max_steps=args.max_steps, cache_dir=args.cache_dir,
-             progress=not args.quiet)
+             progress=not args.quiet, recipe=args.recipe)
 
 
 def _reader_options(args) -> dict:
@@ -178,7 +178,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from electra import __version__
-    from electra.config import PRESETS
+    from electra.config import PRESETS, RECIPES
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = _Parser(prog="electra", description="Pre-train, fine-tune and use ELECTRA models.")
@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run length in training FLOPs (analytic, e.g. 1e15): sets max_steps so the schedule "
                          "ends when the budget is spent; for compute-matched comparisons")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--recipe", choices=RECIPES, default=None,
+                    help="paper: the paper's hyper-parameters exactly; small_budget: what makes a small model's "
+                         "discriminator learn context within minutes (docs/electra.md). Default: small_budget for "
+                         "tiny, paper for the others")
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--init", default=None, metavar="FOLDER", help="start from transformers ELECTRA weights")
 
@@ -266,13 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True, help="a data folder from `electra data build`")
     sp.add_argument("--out", required=True)
     sp.add_argument("--preset", choices=PRESETS, default="tiny")
-    sp.add_argument("--objectives", default="electra,mlm", help="comma-separated train.objective values")
+    sp.add_argument("--objectives", default="electra,mlm", help="comma-separated arms: train.objective values (the preset's recipe) or RECIPE:OBJECTIVE, e.g. paper:electra")
     sp.add_argument("--budgets", required=True, help="comma-separated pre-training FLOPs budgets, e.g. 1e14,3e14,1e15")
     sp.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (pre-training and fine-tuning)")
     sp.add_argument("--probe", action="append", default=[], metavar="TASK:TRAIN:DEV")
     sp.add_argument("--baseline", action="store_true", help="also fine-tune from scratch for every seed")
     sp.add_argument("--jobs", type=int, default=1, help="cells run at the same time (threads are split)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pre-training override")
+    sp.add_argument("--set", action="append", default=[], metavar="[ARM@]KEY=VALUE",
+                    help="pre-training override, for every arm or (ARM@) one arm, e.g. mlm@train.short_seq_length=8")
     sp.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning override")
 
     sp = verb(verbs, "demo", cmd_demo)
@@ -280,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--corpus", nargs="+", default=None, help="use this corpus instead of fetching one")
     sp.add_argument("--max-steps", type=int, default=None)
     sp.add_argument("--cache-dir", default=None, help="default: ~/.cache/electra")
+    sp.add_argument("--recipe", choices=RECIPES, default=None,
+                    help="default: small_budget; paper shows the paper's recipe stalling at this budget")
     return p
 
 

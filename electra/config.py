@@ -90,8 +90,24 @@ class ModelConfig:
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 # Pre-training objectives (DESIGN.md §3 ablations; docs/electra.md): ELECTRA, BERT's masked LM, ELECTRA with
 # the discriminator loss on the selected tokens only, MLM on generator-corrupted input, and MLM on every
-# token with a copy mechanism.
-OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm")
+# token with a copy mechanism; and ``hybrid``: one network, one pass, a masked LM at the selected tokens and a
+# replaced-token detector at every other token, the replacements drawn from ``train.noise`` (docs/electra.md).
+OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm", "hybrid")
+# train.local_init: the position frequencies of the neighbour-reading heads (electra/local_init.py), at most.
+LOCAL_INIT_FREQUENCIES = 16
+
+
+def m_hidden_below(m: "ModelConfig") -> bool:
+    """Whether the hidden size is below the embedding size (train.local_init keeps the embeddings whole)."""
+    return m.hidden_size < m.embedding_size
+
+
+def local_init_frequencies(m: "ModelConfig") -> int:
+    """How many position frequencies train.local_init uses: 16, fewer where the heads (2 per frequency) or the
+    embeddings (4 per frequency: half of them stay for the words) are too small."""
+    return min(LOCAL_INIT_FREQUENCIES, m.hidden_size // m.num_attention_heads // 2, m.embedding_size // 4)
+# Where the hybrid objective's replacements come from: the training data's token frequencies, or any id alike.
+NOISES = ("unigram", "uniform")
 SHARING = ("embeddings", "none", "all", "gdes")
 MASKINGS = ("uniform", "whole_word", "span")
 # Training algorithms (paper §3.2 and appendix F; electra/algorithms.py): joint MLE training of both networks,
@@ -211,7 +227,9 @@ class TrainConfig:
     mask_token_prob: float = 0.85    # of the selected, the fraction shown as [MASK]; the rest keep their token
     corruption: str = "auto"         # CORRUPTIONS: auto (bert for mlm, else electra) | electra | bert (80/10/10)
     disc_weight: float = 50.0        # lambda in loss = MLM + lambda * discriminator BCE
-    objective: str = "electra"       # OBJECTIVES: electra | mlm | electra15 | replace_mlm | all_tokens_mlm
+    objective: str = "electra"       # OBJECTIVES: electra | mlm | electra15 | replace_mlm | all_tokens_mlm | hybrid
+    noise: str = "unigram"           # NOISES, hybrid only: the distribution its replacements are drawn from
+    local_init: bool = False         # layer 0's first heads start reading the previous / next token (local_init.py)
     masking: str = "uniform"         # MASKINGS: uniform tokens | whole_word | span (SpanBERT)
     span_p: float = 0.2              # span masking: span length in words ~ Geometric(span_p) ...
     span_max: int = 10               # ... truncated to at most span_max words
@@ -266,6 +284,11 @@ class TrainConfig:
         if self.seed < 0:  # numpy's generators (the data order) take no negative seed
             raise UserError(f"train.seed must be >= 0, got {self.seed}")
         _check_choice("train.objective", self.objective, OBJECTIVES)
+        _check_choice("train.noise", self.noise, NOISES)
+        if self.objective == "hybrid" and (self.corruption != "auto" or not 0 < self.mask_token_prob < 1):
+            raise UserError(f"train.objective=hybrid shows mask_token_prob of the selected tokens as [MASK] and "
+                            f"replaces the rest with train.noise draws, so train.mask_token_prob must be in (0, 1) "
+                            f"(got {self.mask_token_prob}) and train.corruption auto (got {self.corruption})")
         _check_choice("train.masking", self.masking, MASKINGS)
         _check_choice("train.corruption", self.corruption, CORRUPTIONS)
         _check_choice("train.algorithm", self.algorithm, ALGORITHMS)
@@ -325,12 +348,16 @@ class TrainConfig:
 @dataclass
 class PretrainConfig:
     preset: str = "small"
+    recipe: str = "paper"  # RECIPES: which hyper-parameters the preset was given (preset_config)
     model: ModelConfig = field(default_factory=ModelConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def generator_model_config(self) -> ModelConfig:
-        """The generator's encoder: narrower (and optionally shallower), same embeddings."""
+        """The generator's encoder: narrower (and optionally shallower), same embeddings. The hybrid objective's
+        masked LM is the discriminator's own encoder with a second head: the discriminator's size."""
+        if self.train.objective == "hybrid":
+            return self.model
         d, frac = self.model, self.generator.hidden_fraction
         heads = max(1, round(d.num_attention_heads * frac))
         hidden = max(heads, round(d.hidden_size * frac))
@@ -346,6 +373,7 @@ class PretrainConfig:
     def validate(self) -> None:
         if not isinstance(self.preset, str):
             raise UserError(f"preset must be a string, got {self.preset!r:.60}")
+        _check_choice("recipe", self.recipe, RECIPES)
         self.model.validate("model")
         if self.model.type_vocab_size < 2:
             raise UserError(f"model.type_vocab_size must be at least 2: pre-training examples have two segments "
@@ -361,12 +389,20 @@ class PretrainConfig:
             raise UserError(f"generator.sharing=all shares every encoder weight, so it needs generator.hidden_fraction=1 "
                             f"and generator.layers_fraction=1 (got {g.hidden_fraction}, {g.layers_fraction}); "
                             f"valid sharing choices for a smaller generator: none, embeddings, gdes")
+        if objective == "hybrid" and g.sharing != "embeddings":
+            raise UserError(f"generator.sharing={g.sharing} has no effect with train.objective=hybrid, whose masked "
+                            f"LM and detector share one encoder; valid generator.sharing with it: embeddings (the "
+                            f"default)")
         if objective == "mlm" and g.sharing != "embeddings":
             raise UserError(f"generator.sharing={g.sharing} has no effect with train.objective=mlm, which has no "
                             f"generator; valid generator.sharing with it: embeddings (the default)")
         if g.sharing == "gdes" and objective not in ("electra", "electra15"):
             raise UserError(f"generator.sharing=gdes is defined for a replaced-token-detection discriminator; "
                             f"valid objectives with it: electra, electra15 (got {objective})")
+        if self.train.local_init and (local_init_frequencies(self.model) < 2 or m_hidden_below(self.model)):
+            raise UserError(f"train.local_init builds layer 0's neighbour-reading heads from position frequencies: "
+                            f"it needs heads of at least 4 dimensions, an embedding size of at least 8 and no "
+                            f"larger than the hidden size; valid: such a model, or --set train.local_init=false")
         algorithm = self.train.algorithm
         if algorithm != "joint" and objective not in ("electra", "electra15"):
             raise UserError(f"train.algorithm={algorithm} trains a replaced-token-detection discriminator against "
@@ -393,7 +429,7 @@ class PretrainConfig:
         sections = {"model": ModelConfig, "generator": GeneratorConfig, "train": TrainConfig}
         if not isinstance(d, dict):
             raise UserError(f"expected a JSON object with preset, {', '.join(sections)}; got {_json_kind(d)}")
-        _known_keys(d, ["preset", *sections], "")
+        _known_keys(d, ["preset", "recipe", *sections], "")
         missing = [k for k in ("preset", *sections) if k not in d]
         if missing:
             raise UserError(f"no {missing[0]!r}; a run config has preset, {', '.join(sections)}")
@@ -403,7 +439,8 @@ class PretrainConfig:
                 raise UserError(f"{name} must be a JSON object of its fields, got {_json_kind(d[name])}")
             _known_keys(d[name], [f.name for f in dataclasses.fields(section)], f"{name}.")
             parts[name] = _from_json(section, d[name])
-        return cls(preset=d["preset"], **parts)
+        # Runs from before recipes existed were all the paper's.
+        return cls(preset=d["preset"], recipe=d.get("recipe", "paper"), **parts)
 
 
 def _known_keys(d: dict, valid: list[str], prefix: str) -> None:
@@ -437,15 +474,36 @@ _PRESET_TRAIN = {
 }
 PRESETS = tuple(_PRESET_MODELS)
 
+# Recipes (issue 21): ``paper`` is the paper's hyper-parameters per preset, exactly; ``small_budget`` changes
+# what measured runs showed to make a small discriminator learn context within minutes on a CPU (docs/electra.md,
+# "The small-budget recipe"). Each change is an ordinary field, so --set can still override any of them.
+RECIPES = ("paper", "small_budget")
+_RECIPE_CHANGES = {
+    "paper": {},
+    "small_budget": {"train": dict(local_init=True, learning_rate=1e-3),
+                     "generator": dict(hidden_fraction=1.0, layers_fraction=0.25)},
+}
+# The recipe a preset gets when none is given: the small-budget one for the CPU preset.
+_PRESET_RECIPE = {"tiny": "small_budget"}
 
-def preset_config(name: str, vocab_size: int = 30522, pad_token_id: int = 0) -> PretrainConfig:
+
+def default_recipe(preset: str) -> str:
+    return _PRESET_RECIPE.get(preset, "paper")
+
+
+def preset_config(name: str, vocab_size: int = 30522, pad_token_id: int = 0, recipe: str | None = None) -> PretrainConfig:
+    """A preset's architecture and hyper-parameters, with ``recipe`` (default: the preset's, default_recipe)."""
     if name not in _PRESET_MODELS:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    recipe = recipe or default_recipe(name)
+    _check_choice("recipe", recipe, RECIPES)
+    changes = _RECIPE_CHANGES[recipe]
     return PretrainConfig(
         preset=name,
+        recipe=recipe,
         model=ModelConfig(vocab_size=vocab_size, pad_token_id=pad_token_id, **_PRESET_MODELS[name]),
-        generator=GeneratorConfig(hidden_fraction=_PRESET_GENERATOR[name]),
-        train=TrainConfig(**_PRESET_TRAIN[name]),
+        generator=GeneratorConfig(**{"hidden_fraction": _PRESET_GENERATOR[name], **changes.get("generator", {})}),
+        train=TrainConfig(**{**_PRESET_TRAIN[name], **changes.get("train", {})}),
     )
 
 

@@ -140,6 +140,7 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int, batch_size: int |
 
         electra, electra15   enc(gen) + genhead(M) + enc(disc) + dischead(N)
         mlm                  enc(disc) + mlmhead_disc(M)                        (no generator)
+        hybrid               enc(disc) + mlmhead_disc(M) + dischead(N)         (one network, one pass)
         replace_mlm          enc(gen) + genhead(M) + enc(disc) + mlmhead_disc(M)
         all_tokens_mlm       enc(gen) + genhead(M) + enc(disc) + mlmhead_disc(N) + copyhead(N)
 
@@ -160,6 +161,8 @@ def training_flops_per_step(cfg: PretrainConfig, seq_len: int, batch_size: int |
     disc_enc = encoder_forward_flops(cfg.model, B, seq_len)["total"]
     if objective == "mlm":
         forward = disc_enc + generator_head_flops(cfg.model, M)
+    elif objective == "hybrid":  # one encoder pass, both heads: the LM head at M, the detector at every token
+        forward = disc_enc + generator_head_flops(cfg.model, M) + discriminator_head_flops(cfg.model, N)
     else:
         gen_cfg = cfg.generator_model_config()
         generator = encoder_forward_flops(gen_cfg, B, seq_len)["total"] + generator_head_flops(gen_cfg, M)

@@ -69,7 +69,7 @@ class ElectraForAllTokensMLM(ElectraForMaskedLM):
 
 def pretraining_network(config: ModelConfig, objective: str) -> nn.Module:
     """The discriminator-sized network that an objective trains (and that fine-tuning starts from)."""
-    if objective in ("electra", "electra15"):
+    if objective in ("electra", "electra15", "hybrid"):  # the hybrid's masked LM is a second head on its encoder
         return ElectraForPreTraining(config)
     if objective in ("mlm", "replace_mlm"):
         return ElectraForMaskedLM(config)

@@ -28,6 +28,7 @@ from torch import nn
 
 from electra.algorithms import PHASES, RewardBaseline, frozen, position_rewards, reinforce_loss
 from electra.config import ModelConfig
+from electra.detection import binary_auc, label_entropy
 from electra.model import ElectraForMaskedLM
 from electra.objective_variants import (copy_mixture_argmax, copy_mixture_log_prob, pretraining_network,
                                         share_weights)
@@ -113,12 +114,13 @@ def selected_mask(positions: torch.Tensor, valid: torch.Tensor, seq_len: int) ->
 
 def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: int, mask_token_prob: float,
                      keys: torch.Tensor, seed: int, random_token_prob: float = 0.0,
-                     vocab_size: int = 0) -> torch.Tensor:
+                     vocab_size: int = 0, noise_cdf: torch.Tensor | None = None) -> torch.Tensor:
     """ELECTRA's corruption for the generator: of the selected tokens, ``mask_token_prob`` (0.85) become
     [MASK] and the rest keep their token (no random replacement, unlike BERT).
 
     With ``random_token_prob`` > 0 (BERT: 0.8 / 0.1), a further slice of the selected tokens becomes a
-    token drawn uniformly from the ``vocab_size`` ids (it may equal the original, as in BERT).
+    token drawn uniformly from the ``vocab_size`` ids (it may equal the original, as in BERT), or from the
+    distribution whose cumulative sums are ``noise_cdf`` (V,) (the hybrid objective: the unigram distribution).
     """
     T = input_ids.shape[1]
     pos = torch.arange(T, device=input_ids.device)
@@ -128,7 +130,11 @@ def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: i
     if random_token_prob > 0:
         to_random = selected & (u >= mask_token_prob) & (u < mask_token_prob + random_token_prob)
         r = keyed_uniform(seed, _SALT_RANDOM_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
-        random_ids = (r * vocab_size).long().clamp_(max=vocab_size - 1)
+        if noise_cdf is None:
+            random_ids = (r * vocab_size).long().clamp_(max=vocab_size - 1)
+        else:  # inverse-CDF draws; ids of probability 0 (the special tokens) are never drawn
+            random_ids = torch.searchsorted(noise_cdf, (r.double() * noise_cdf[-1]).contiguous())
+            random_ids = random_ids.clamp_(max=len(noise_cdf) - 1)
         out = torch.where(to_random, random_ids, out)
     return out
 
@@ -167,9 +173,11 @@ class MaskedBatch:
     keys: torch.Tensor
     has_padding: bool = True
     position_ids: torch.Tensor | None = None
+    candidates: torch.Tensor | None = None  # (B, T) bool, the real non-special tokens (None: attention_mask)
+    shown_mask: torch.Tensor | None = None  # (B, T) bool, where generator_input_ids is [MASK]
 
     _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys",
-                "position_ids")
+                "position_ids", "candidates", "shown_mask")
 
     @property
     def selected(self) -> torch.Tensor:
@@ -190,6 +198,14 @@ class MaskedBatch:
                 for i in range(n)]
 
 
+def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: dict[str, int]) -> torch.Tensor:
+    """(B, T) bool: the real, non-special tokens (not [PAD], [CLS], [SEP], [MASK]), the ones that can be selected."""
+    candidates = attention_mask.bool()
+    for name in ("pad", "cls", "sep", "mask"):
+        candidates = candidates & (input_ids != special_ids[name])
+    return candidates
+
+
 # select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
 # whole-word and span selection (masking.make_selector); None is uniform ``select_positions``.
 Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
@@ -199,24 +215,22 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
                keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
                seed: int, has_padding: bool = True, select: Selector | None = None,
                random_token_prob: float = 0.0, vocab_size: int = 0,
-               position_ids: torch.Tensor | None = None) -> MaskedBatch:
+               position_ids: torch.Tensor | None = None, noise_cdf: torch.Tensor | None = None) -> MaskedBatch:
     """Select positions and build the generator's input (dynamic masking: new for every example key).
 
     ``generator_input_ids`` is the input of the network that predicts the selected tokens: the generator,
     or with the MLM objective the one masked LM (BERT's corruption: ``random_token_prob`` 0.1).
     """
-    candidates = attention_mask.bool()
-    for name in ("pad", "cls", "sep", "mask"):
-        candidates = candidates & (input_ids != special_ids[name])
+    candidates = candidate_mask(input_ids, attention_mask, special_ids)
     if select is None:
         positions, valid = select_positions(candidates, mask_prob, keys, seed)
     else:
         positions, valid = select(candidates, input_ids, keys, seed)
     selected = selected_mask(positions, valid, input_ids.shape[1])
     gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed,
-                              random_token_prob, vocab_size)
+                              random_token_prob, vocab_size, noise_cdf)
     return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding,
-                       position_ids)
+                       position_ids, candidates, gen_in == special_ids["mask"])
 
 
 # Order of the per-batch sums returned by ElectraPretrainer.forward (summed over micro-batches,
@@ -226,10 +240,12 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
 # reward over its ``reward_terms`` sampled positions. corrupted = the network fed ``generator_input_ids``
 # (the generator; for ``mlm`` the model) at the selected positions whose input token was corrupted
 # ([MASK], or BERT's random token), i.e. without the selected tokens left in place, which it can copy.
+# disc_auc = the discriminator's AUC at the candidate tokens of each micro-batch, summed over the
+# ``disc_auc_terms`` micro-batches that had both classes (logged as their mean: detection.binary_auc).
 STAT_NAMES = ("mlm_loss_sum", "mlm_correct", "num_selected", "disc_loss_sum", "disc_correct", "num_tokens",
               "true_positives", "predicted_replaced", "num_replaced", "disc_terms",
               "model_mlm_loss_sum", "model_mlm_correct", "model_mlm_terms", "reward_sum", "reward_terms",
-              "corrupted_loss_sum", "corrupted_correct", "corrupted_terms")
+              "corrupted_loss_sum", "corrupted_correct", "corrupted_terms", "disc_auc_sum", "disc_auc_terms")
 
 
 @torch.no_grad()
@@ -253,6 +269,22 @@ def generator_sums(losses: torch.Tensor, logits: torch.Tensor, targets: torch.Te
     same at the corrupted ones. losses (B, P), zero at invalid slots; logits (B, P, V); targets (B, P)."""
     correct = (logits.argmax(-1) == targets) & mb.valid
     return {"mlm_loss_sum": losses.sum(), "mlm_correct": correct.sum(), **corrupted_stats(losses, correct, mb, targets)}
+
+
+@torch.no_grad()
+def detector_sums(logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor, scored: torch.Tensor,
+                  mb: MaskedBatch) -> dict[str, torch.Tensor]:
+    """The replaced-token detector's STAT_NAMES sums over its scored tokens. logits, labels (1 = replaced),
+    losses (zero where not scored), scored: (B, T). The AUC is taken at the scored candidate tokens (not
+    [CLS]/[SEP], which are never replaced and would flatter it)."""
+    scored_b = scored.bool()
+    predicted = (logits > 0) & scored_b
+    truth = labels.bool()
+    candidates = scored_b if mb.candidates is None else mb.candidates & scored_b
+    auc, auc_defined = binary_auc(logits.flatten(), labels.flatten(), candidates.flatten())
+    return {"disc_auc_sum": auc, "disc_auc_terms": auc_defined, "disc_loss_sum": losses.sum(),
+            "disc_correct": ((predicted == truth) & scored_b).sum(), "true_positives": (predicted & truth).sum(),
+            "predicted_replaced": predicted.sum(), "num_replaced": truth.sum(), "disc_terms": scored.sum()}
 
 
 def _stack_stats(**values: torch.Tensor) -> torch.Tensor:
@@ -313,10 +345,15 @@ class ElectraPretrainer(nn.Module):
         if algorithm == "adversarial":
             self.reward_baseline = RewardBaseline()
         self.discriminator = pretraining_network(discriminator_config, objective)
-        if replaced_prior is not None and objective == "electra":
+        if replaced_prior is not None and objective in ("electra", "hybrid"):
             init_replaced_prior(self.discriminator, replaced_prior)
         if objective == "mlm":
             self.generator = None  # BERT: one network, the discriminator-sized masked LM
+            return
+        if objective == "hybrid":
+            # One encoder with two heads: the masked LM (exported as generator/) and the detector.
+            self.generator = ElectraForMaskedLM(discriminator_config)
+            share_weights(self.generator, self.discriminator, "all")
             return
         self.generator = ElectraForMaskedLM(generator_config)
         if sharing == "embeddings":
@@ -338,6 +375,8 @@ class ElectraPretrainer(nn.Module):
         """
         if self.objective in ("mlm", "replace_mlm", "all_tokens_mlm"):
             return self._masked_lm_forward(mb, seed, num_selected_total, num_tokens_total)
+        if self.objective == "hybrid":
+            return self._hybrid_forward(mb, disc_weight, num_selected_total, num_tokens_total)
         B, P = mb.positions.shape
         mask = mb.encoder_mask
         phase = self.phase
@@ -380,22 +419,42 @@ class ElectraPretrainer(nn.Module):
                                   num_selected_total) + disc_weight * disc_losses.sum() / num_scored_total
             extra = {"reward_sum": (rewards * weight).sum(), "reward_terms": weight.sum()}
 
+        stats = _stack_stats(num_selected=weight.sum(), num_tokens=real.sum(),
+                             **detector_sums(disc_logits, labels, disc_losses, scored, mb),
+                             **generator_sums(mlm_losses, gen_logits, targets, mb), **extra)
+        return loss, stats
+
+    def _hybrid_forward(self, mb: MaskedBatch, disc_weight: float, num_selected_total: torch.Tensor,
+                        num_tokens_total: torch.Tensor):
+        """The hybrid objective: one encoder pass over the input in which the selected tokens are [MASK] or a
+        ``train.noise`` draw (mb.generator_input_ids). The masked LM predicts the original at every selected
+        position, [MASK] or not; the detector says "replaced?" at every real token not shown as [MASK].
+
+        Loss = MLM (mean over the selected) + λ · BCE (summed over the scored tokens / all real tokens of the
+        global batch). Both heads read the same hidden states, so the detector learns from representations
+        that the masked LM's dense signal shapes from the first step (COCO-LM, TEAMS; docs/electra.md).
+        """
+        B, P = mb.positions.shape
+        inp = mb.generator_input_ids  # (B, T)
+        h = self.discriminator.electra(inp, mb.encoder_mask, mb.token_type_ids, mb.position_ids)  # (B, T, H)
+        hidden_at = h.gather(1, mb.positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
+        logits = self.generator.generator_lm_head(self.generator.generator_predictions(hidden_at))  # (B, P, V)
+        targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
+        weight = mb.valid.float()
+        mlm_losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                                     reduction="none").view(B, P) * weight
+        disc_logits = self.discriminator.discriminator_predictions(h).float()  # (B, T)
+        real = mb.attention_mask.float()
+        scored = real * ~mb.shown_mask  # the detector does not score [MASK] (B, T)
+        labels = replaced_labels(mb.input_ids, inp, mb.attention_mask) * scored
+        disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * scored
+        loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_tokens_total
         with torch.no_grad():
-            scored_b = scored.bool()
-            predicted = (disc_logits > 0) & scored_b
-            truth = labels.bool()
-            stats = _stack_stats(
-                num_selected=weight.sum(),
-                disc_loss_sum=disc_losses.sum(),
-                disc_correct=((predicted == truth) & scored_b).sum(),
-                num_tokens=real.sum(),
-                true_positives=(predicted & truth).sum(),
-                predicted_replaced=predicted.sum(),
-                num_replaced=truth.sum(),
-                disc_terms=scored.sum(),
-                **generator_sums(mlm_losses, gen_logits, targets, mb),
-                **extra,
-            )
+            correct = (logits.argmax(-1) == targets) & mb.valid
+            stats = _stack_stats(num_selected=weight.sum(), num_tokens=real.sum(),
+                                 model_mlm_loss_sum=mlm_losses.sum(), model_mlm_correct=correct.sum(),
+                                 model_mlm_terms=weight.sum(), **corrupted_stats(mlm_losses, correct, mb, targets),
+                                 **detector_sums(disc_logits, labels, disc_losses, scored, mb))
         return loss, stats
 
     @torch.no_grad()
@@ -476,6 +535,12 @@ def summarise_stats(stats: torch.Tensor) -> dict[str, float]:
     if s["model_mlm_terms"]:
         out.update(mlm_loss=div(s["model_mlm_loss_sum"], s["model_mlm_terms"]),
                    mlm_acc=div(s["model_mlm_correct"], s["model_mlm_terms"]))
+    if s["disc_terms"]:
+        # The margin below the label entropy: what the discriminator knows beyond the replaced fraction p.
+        entropy = label_entropy(div(s["num_replaced"], s["disc_terms"]))
+        out.update(disc_entropy=entropy, disc_margin=entropy - out["disc_loss"])
+    if s["disc_auc_terms"]:
+        out["disc_auc"] = div(s["disc_auc_sum"], s["disc_auc_terms"])
     if s["reward_terms"]:
         out["reward"] = div(s["reward_sum"], s["reward_terms"])
     if s["corrupted_terms"]:

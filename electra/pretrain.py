@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,21 @@ from electra.algorithms import algorithm_state, init_discriminator_from_generato
 from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_good_checkpoint, load_checkpoint,
                                 load_pretrainer_from_hf, load_run_config, read_best, record_best, save_checkpoint,
                                 write_json)
-from electra.config import PretrainConfig, TrainConfig, apply_overrides, preset_config
+from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, eval_batches
 from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
                                  full_state, init_distributed, load_full_optimizer_state, no_gradient_sync,
                                  parallelize, run_device)
 from electra.errors import Stopped, UserError
 from electra.flops import steps_for_budget, training_flops, training_flops_per_step
+from electra.health import HealthMonitor
+from electra.local_init import init_local_attention
 from electra.model import count_parameters
 from electra.masking import continuation_flags, make_selector
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
                                 MaskedBatch, Selector, mask_batch, summarise_stats)
 from electra.preemption import StopSignals
+from electra.yardstick import uniform_distribution, unigram_distribution, yardstick_aucs, yardstick_distributions
 
 
 # --------------------------------------------------------------------------- pieces
@@ -109,26 +113,67 @@ class MetricsLog:
 
 
 def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
-                     device: torch.device, select: Selector | None = None, vocab_size: int = 0) -> MaskedBatch:
+                     device: torch.device, select: Selector | None = None, vocab_size: int = 0,
+                     noise_cdf: torch.Tensor | None = None) -> MaskedBatch:
     """Move a loader batch to the device and mask it there; whether it has padding is read on the host.
 
     ``select``: whole-word or span selection (``build_selector``). ``train.corruption``: BERT's (80% [MASK],
     10% a random one of ``vocab_size`` tokens, 10% kept; the default for the MLM objective) or ELECTRA's.
+    The hybrid objective: ``mask_token_prob`` [MASK], the rest drawn from ``noise_cdf`` (``noise_for``).
     """
     has_padding = not bool(batch["attention_mask"].all())  # CPU tensor: free
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     bert = t.uses_bert_corruption()
+    if t.objective == "hybrid":
+        mask_token_prob, random_token_prob = t.mask_token_prob, 1.0 - t.mask_token_prob
+    else:
+        mask_token_prob = BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob
+        random_token_prob = BERT_RANDOM_TOKEN_PROB if bert else 0.0
     return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
-                      t.mask_prob, BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob, t.seed,
-                      has_padding=has_padding, select=select,
-                      random_token_prob=BERT_RANDOM_TOKEN_PROB if bert else 0.0, vocab_size=vocab_size,
-                      position_ids=b.get("position_ids"))
+                      t.mask_prob, mask_token_prob, t.seed, has_padding=has_padding, select=select,
+                      random_token_prob=random_token_prob, vocab_size=vocab_size,
+                      position_ids=b.get("position_ids"), noise_cdf=noise_cdf)
+
+
+def noise_for(cfg: PretrainConfig, data: PretrainingData, device: torch.device) -> torch.Tensor | None:
+    """The cumulative distribution (V,) float64 the hybrid objective draws its replacements from (``train.noise``:
+    the training data's unigram frequencies, as the yardstick's, or uniform over non-special ids); None for the
+    other objectives."""
+    if cfg.train.objective != "hybrid":
+        return None
+    p = unigram_distribution(data, data.special_ids) if cfg.train.noise == "unigram" \
+        else uniform_distribution(data.vocab_size, data.special_ids)
+    return p.cumsum(0).to(device)
 
 
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
     """The generator and discriminator of a run, with its objective, weight sharing and training algorithm."""
-    return ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing,
-                             cfg.train.algorithm, replaced_prior=cfg.train.mask_prob)
+    t = cfg.train
+    # The detector's output bias starts at the log-odds of its share of replaced tokens: about mask_prob for
+    # ELECTRA; for the hybrid the selected tokens not shown as [MASK], among the tokens it scores.
+    prior = t.mask_prob if t.objective != "hybrid" else \
+        t.mask_prob * (1 - t.mask_token_prob) / (1 - t.mask_prob * t.mask_token_prob)
+    model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), t.objective, cfg.generator.sharing,
+                              t.algorithm, replaced_prior=prior)
+    if t.local_init:
+        init_local_networks(model, cfg)
+    return model
+
+
+def init_local_networks(model: ElectraPretrainer, cfg: PretrainConfig) -> None:
+    """train.local_init: the discriminator's layer 0 reads each token's neighbours from the start, and so does a
+    separate generator whose heads are wide enough (as wide as the discriminator's: hidden_fraction 1). The
+    embedding tables they reshape are the generator's too (shared, or read through GDES), so both use the
+    discriminator's frequencies."""
+    frequencies, seed = local_init_frequencies(cfg.model), cfg.train.seed
+    gen = model.generator
+    tables = gen.electra.embeddings if cfg.generator.sharing == "gdes" else None
+    init_local_attention(model.discriminator.electra, frequencies, seed=seed, embeddings=tables)
+    if gen is None or gen.electra is model.discriminator.electra:
+        return
+    g = gen.config
+    if g.hidden_size // g.num_attention_heads >= 2 * frequencies and g.hidden_size >= g.embedding_size:
+        init_local_attention(gen.electra, frequencies, seed=seed)  # re-writes the shared tables identically
 
 
 def enter_phase(model: ElectraPretrainer, step: int, t: TrainConfig) -> dict[str, Any] | None:
@@ -172,10 +217,12 @@ def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.devic
 # --------------------------------------------------------------------------- set-up
 
 def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
-                resume: bool, init: Path | None = None, world: Dist | None = None) -> tuple[PretrainConfig, Path | None]:
+                resume: bool, init: Path | None = None, world: Dist | None = None,
+                recipe: str | None = None) -> tuple[PretrainConfig, Path | None]:
     """Create or reopen the run folder; returns the config and the checkpoint to resume from.
 
-    ``world``: the processes of a torchrun launch, checked against the batch before anything is written."""
+    ``world``: the processes of a torchrun launch, checked against the batch before anything is written.
+    ``recipe``: config.RECIPES, default the preset's (a resumed run keeps its own)."""
     if resume:
         cfg = load_run_config(out)
         cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
@@ -193,7 +240,7 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     if out.exists() and any(out.iterdir()):
         hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
         raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
-    cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"])
+    cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"], recipe=recipe)
     if init is not None:
         cfg = init_config_from_hf(cfg, init)  # the architecture comes from the weights, the recipe from the preset
     if max_steps is not None:
@@ -234,20 +281,33 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
 
 # --------------------------------------------------------------------------- evaluation
 
+def has_binary_discriminator(cfg: PretrainConfig) -> bool:
+    """Whether the run trains a replaced-token detector (the yardstick applies); the MLM objectives do not."""
+    return cfg.train.objective in ("electra", "electra15", "hybrid")
+
+
 @torch.no_grad()
 def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfig, device: torch.device,
-             autocast, select: Selector | None = None) -> dict[str, float]:
-    """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable."""
+             autocast, select: Selector | None = None,
+             yardstick: dict[str, torch.Tensor] | None = None, noise_cdf: torch.Tensor | None = None
+             ) -> dict[str, float]:
+    """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable;
+    with ``yardstick`` (yardstick.yardstick_distributions) also the discriminator's ``eval_unigram_auc`` and
+    ``eval_uniform_auc``, the same for every run on the same data."""
     model.eval()
     t = cfg.train
+    batch_size = t.micro_batch_size or t.batch_size
     total = torch.zeros(len(STAT_NAMES), device=device)
-    for batch in eval_batches(data, t.eval_examples, t.micro_batch_size or t.batch_size):
-        mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
+    for batch in eval_batches(data, t.eval_examples, batch_size):
+        mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size, noise_cdf)
         with autocast():
             _, stats = model(mb, t.seed, t.disc_weight, mb.valid.sum(), mb.attention_mask.sum())
         total += stats
+    record = {f"eval_{k}": v for k, v in summarise_stats(total).items()}
+    if yardstick is not None:
+        record.update(yardstick_aucs(model.discriminator, data, yardstick, device, batch_size, autocast))
     model.train()
-    return {f"eval_{k}": v for k, v in summarise_stats(total).items()}
+    return record
 
 
 # --------------------------------------------------------------------------- the loop
@@ -293,14 +353,15 @@ def check_world(t: TrainConfig, d: Dist) -> int:
 
 def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_steps: int | None = None,
              overrides: list[str] | None = None, resume: bool = False, progress: bool = True,
-             init: str | Path | None = None) -> Path:
-    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights.
+             init: str | Path | None = None, recipe: str | None = None) -> Path:
+    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights;
+    ``recipe``: config.RECIPES (default: the preset's, config.default_recipe).
 
     Under ``torchrun`` every process runs this; they split each global batch (see electra/distributed.py).
     """
     d = init_distributed()
     try:
-        return _pretrain(d, data_dir, out, preset, max_steps, overrides, resume, progress, init)
+        return _pretrain(d, data_dir, out, preset, max_steps, overrides, resume, progress, init, recipe)
     finally:
         close_distributed(d)
 
@@ -386,10 +447,12 @@ def progress_losses(record: dict[str, Any], model: ElectraPretrainer) -> dict[st
     """The losses the progress bar shows: the masked LM's for the MLM objectives, else generator and
     discriminator."""
     losses = {"mlm": f"{record['mlm_loss']:.3f}"} if "mlm_loss" in record else {}
-    if model.generator is not None:
+    if model.generator is not None and model.objective != "hybrid":  # the hybrid's masked LM is "mlm"
         losses["gen"] = f"{record['gen_loss']:.3f}"
-    if "mlm_loss" not in record:
+    if "mlm_loss" not in record or "disc_auc" in record:  # the hybrid has both
         losses["disc"] = f"{record['disc_loss']:.3f}"
+    if "disc_auc" in record:
+        losses["auc"] = f"{record['disc_auc']:.3f}"
     return losses
 
 
@@ -433,16 +496,18 @@ def train_step(model: ElectraPretrainer, step_fn: Any, optimizer: torch.optim.Ad
 
 
 def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None,
-              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None) -> Path:
+              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None,
+              recipe: str | None = None) -> Path:
     data = PretrainingData(data_dir)
     out = Path(out)
     if init is not None and resume:
         raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
     if d.enabled:
         cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume,
-                                           Path(init) if init else None, d)
+                                           Path(init) if init else None, d, recipe)
     else:
-        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None)
+        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None,
+                                recipe=recipe)
     t = cfg.train
     accumulation = check_world(t, d)
     device = run_device(t.device, d)
@@ -452,6 +517,10 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     sharded = d.enabled and t.parallel == "fsdp"
     model, step_fn, optimizer, plain, state = build_training(cfg, d, device, sharded, ckpt, init)
 
+    # The held-out yardstick's replacement distributions (the same for every run on this data).
+    yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
+    health = health_monitor(cfg, data, yardstick)
+    noise_cdf = noise_for(cfg, data, device)
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None) if d.is_main else None
     if state["step"] == 0 and log is not None:
         log.write(start_record(cfg, model, data, device, d, accumulation, word_boundaries))
@@ -470,6 +539,7 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     best = read_best(out) if resume else None
     best_loss = best["loss"] if best else float("inf")
     last_eval_loss = float("inf")
+    yardstick_postfix: dict[str, str] = {}
     # Non-finite gradients skip the update (fused AdamW on CUDA reads found_inf on the device: no sync).
     window_skipped = torch.zeros((), device=device)
     skips_in_row = torch.zeros((), device=device)
@@ -492,7 +562,7 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
             window = t.window_length(step, data.max_seq_length)
             if window is not None:  # sequence-length warm-up: the same tokens as short windows
                 batch = cut_into_windows(batch, window, data.special_ids["pad"])
-            mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size)
+            mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size, noise_cdf)
             stats, grad_norm, bad, num_tokens = train_step(model, step_fn, optimizer, params, mb, t, d,
                                                            accumulation, autocast, device)
             window_stats += stats
@@ -517,17 +587,24 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
                                        time.perf_counter() - window_start, tokens_seen, cfg, data, model)
                 if log is not None:
                     log.write(record)
-                bar.set_postfix(**progress_losses(record, model), tok_s=f"{record['tokens_per_s']:.0f}")
+                    for warning in health.observe(record):  # one line per stuck condition, once per run
+                        log.write(warning)
+                        bar.write(f"warning (step {warning['step']}): {warning['message']}", file=sys.stderr)
+                bar.set_postfix(**progress_losses(record, model), **yardstick_postfix,
+                                tok_s=f"{record['tokens_per_s']:.0f}")
                 window_stats.zero_()
                 window_grad_norm.zero_()
                 window_skipped.zero_()
                 window_start, window_steps = time.perf_counter(), 0
             if (done % t.eval_every == 0 or last) and not (stopping or faulted):
                 # Every rank evaluates (a sharded model needs them all); rank 0 writes.
-                record = {"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select)}
+                record = {"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select, yardstick,
+                                                                 noise_cdf)}
                 if log is not None:
                     log.write(record)
                 last_eval_loss = held_out_loss(record, t)  # rank 0's value is what counts (it alone writes)
+                if "eval_unigram_auc" in record:  # the yardstick stays in the bar until the next evaluation
+                    yardstick_postfix = {"uni_auc": f"{record['eval_unigram_auc']:.3f}"}
             if done % t.save_every == 0 or last or stopping or faulted:
                 state["tokens_seen"] = int(tokens_seen.item())
                 state.update(algorithm_state(model))
@@ -569,6 +646,17 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     return out
 
 
+def health_monitor(cfg: PretrainConfig, data: PretrainingData,
+                   yardstick: dict[str, torch.Tensor] | None) -> HealthMonitor:
+    """The run's health checks (electra/health.py); the generator check needs the data's unigram entropy."""
+    t = cfg.train
+    unigram = yardstick["unigram"] if yardstick is not None else unigram_distribution(data, data.special_ids)
+    p = unigram[unigram > 0]
+    return HealthMonitor(max_steps=t.max_steps, warmup_steps=t.warmup_steps, mask_prob=t.mask_prob,
+                         unigram_entropy=float(-(p * p.log()).sum()), detector=has_binary_discriminator(cfg),
+                         log_every=t.log_every)
+
+
 def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:
     """The training objective on the held-out slice (absent parts are 0): MLM terms + λ · discriminator."""
     return (record.get("eval_gen_loss", 0.0) + record.get("eval_mlm_loss", 0.0)
@@ -584,8 +672,14 @@ def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:
             f"{smaller} (gradient accumulation keeps the global batch of {t.batch_size})")
 
 
+# Held-out lines drawn in a panel besides its own key's: the yardstick in the discriminator's AUC panel.
+EXTRA_EVAL_LINES = {"disc_auc": (("eval_unigram_auc", "yardstick: unigram replacements"),
+                                 ("eval_uniform_auc", "yardstick: uniform replacements"))}
+
+
 def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
-    """The six (metric key, title) panels of ``electra plot`` for a run whose newest training record is ``last``."""
+    """The (metric key, title) panels of ``electra plot`` for a run whose newest training record is ``last``:
+    six, plus the discriminator's AUC and margin when the run logs them (replaced-token detection)."""
     panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
               ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
               ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
@@ -598,6 +692,8 @@ def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
         if "mlm_loss" in last and last["gen_loss"] == 0:  # mlm: no generator (its keys are logged as 0)
             panels = [("corrupted_acc", "masked-LM accuracy at corrupted positions") if key == "gen_loss"
                       else (key, title) for key, title in panels]
+    if "disc_auc" in last:  # the signals that move before accuracy and recall do (electra/detection.py)
+        panels[3:3] = [("disc_auc", "discriminator AUC"), ("disc_margin", "discriminator: label entropy - loss")]
     return panels
 
 
@@ -625,12 +721,19 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not train:
         raise UserError(f"{path}: no training records yet")
     panels = plot_panels(train[-1])
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    columns = math.ceil(len(panels) / 2)
+    fig, axes = plt.subplots(2, columns, figsize=(14 * columns / 3, 7))
     for ax, (key, title) in zip(axes.flat, panels):
         ax.plot([r["step"] for r in train], [r.get(key, math.nan) for r in train], label="train", lw=1)
-        if evals and f"eval_{key}" in evals[0]:
-            ax.plot([r["step"] for r in evals], [r[f"eval_{key}"] for r in evals], "o-", label="held-out", ms=3)
-            ax.legend()
+        lines = [(f"eval_{key}", "held-out"), *EXTRA_EVAL_LINES.get(key, ())]
+        drawn = False
+        for eval_key, label in lines:
+            points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
+            if points:
+                ax.plot(*zip(*points), "o-", label=label, ms=3)
+                drawn = True
+        if drawn:
+            ax.legend(fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

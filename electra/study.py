@@ -1,6 +1,7 @@
 """``electra study``: compute-matched comparisons of pre-training objectives, as the paper's Figure 3/4.
 
-A grid of cells (objective × FLOPs budget × seed). Each cell pre-trains with ``--flops-budget`` (so
+A grid of cells (arm × FLOPs budget × seed); an arm is an objective with the preset's recipe, or
+RECIPE:OBJECTIVE (e.g. ``paper:electra`` against ``small_budget:electra``). Each cell pre-trains with ``--flops-budget`` (so
 the schedule ends exactly when the budget is spent), then fine-tunes the result on every probe task
 and records the dev score. The study folder::
 
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from electra.config import OBJECTIVES
+from electra.config import OBJECTIVES, RECIPES
 from electra.errors import UserError
 
 TASK_NAMES = ("classification", "tagging", "qa")
@@ -66,7 +67,33 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.objective}-{self.budget:.3g}-s{self.seed}".replace("+", "")
+        return f"{self.objective.replace(':', '-')}-{self.budget:.3g}-s{self.seed}".replace("+", "")
+
+    def pretrain_args(self) -> list[str]:
+        """The arm's `electra pretrain` options: OBJECTIVE (the preset's recipe) or RECIPE:OBJECTIVE."""
+        recipe, _, objective = self.objective.rpartition(":")
+        return [*(["--recipe", recipe] if recipe else []), "--set", f"train.objective={objective}"]
+
+
+def arm_overrides(pretrain_set: list[str], arm: str | None) -> list[str]:
+    """The study's ``--set`` values that apply to ``arm``: plain KEY=VALUE to every arm, ARM@KEY=VALUE to that
+    arm only (e.g. ``mlm@train.short_seq_length=8``); ``arm`` None (the from-scratch architecture): plain ones."""
+    out = []
+    for kv in pretrain_set:
+        scope, at, rest = kv.partition("@")
+        if not at:
+            out.append(kv)
+        elif "=" not in scope and scope == arm:
+            out.append(rest)
+    return out
+
+
+def check_arm(arm: str) -> None:
+    """An arm of ``--objectives``: OBJECTIVE or RECIPE:OBJECTIVE (e.g. paper:electra, small_budget:mlm)."""
+    recipe, _, objective = arm.rpartition(":")
+    if objective not in OBJECTIVES or (recipe and recipe not in RECIPES):
+        raise UserError(f"--objectives: {arm!r} is not OBJECTIVE or RECIPE:OBJECTIVE with OBJECTIVE one of "
+                        f"{', '.join(OBJECTIVES)} and RECIPE one of {', '.join(RECIPES)}")
 
 
 def _electra(args: list[str], threads: int, log: Path) -> None:
@@ -91,8 +118,9 @@ def run_cell(cell: Cell, out: Path, data: str, preset: str, probes: list[Probe],
         else:
             shutil.rmtree(run, ignore_errors=True)  # a run killed before its config was written
             _electra(["pretrain", "--preset", preset, "--data", data, "--out", str(run),
-                      "--set", f"train.objective={cell.objective}", "--set", f"train.flops_budget={cell.budget}",
-                      "--set", f"train.seed={cell.seed}", *[a for kv in pretrain_set for a in ("--set", kv)]],
+                      *cell.pretrain_args(), "--set", f"train.flops_budget={cell.budget}",
+                      "--set", f"train.seed={cell.seed}",
+                      *[a for kv in arm_overrides(pretrain_set, cell.objective) for a in ("--set", kv)]],
                      threads, log)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         spent = max(r.get("flops", 0) for r in records)
@@ -125,7 +153,8 @@ def _architecture_source(out: Path, data: str, preset: str, pretrain_set: list[s
     if not (run / "checkpoints").is_dir():
         shutil.rmtree(run, ignore_errors=True)
         _electra(["pretrain", "--preset", preset, "--data", data, "--out", str(run), "--max-steps", "1",
-                  *[a for kv in pretrain_set for a in ("--set", kv)]], threads, out / "logs" / "architecture.log")
+                  *[a for kv in arm_overrides(pretrain_set, None) for a in ("--set", kv)]], threads,
+                 out / "logs" / "architecture.log")
 
 
 def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
@@ -190,8 +219,11 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
     out = Path(out)
     pretrain_set, finetune_set = pretrain_set or [], finetune_set or []
     for o in objectives:
-        if o not in OBJECTIVES:
-            raise UserError(f"--objectives: {o!r} is not one of {', '.join(OBJECTIVES)}")
+        check_arm(o)
+    for kv in pretrain_set:
+        scope, at, _ = kv.partition("@")
+        if at and "=" not in scope and scope not in objectives:
+            raise UserError(f"--set {kv!r}: {scope!r} is not one of the study's arms ({', '.join(objectives)})")
     if not probes:
         raise UserError("give at least one --probe TASK:TRAIN:DEV")
     if any(b <= 0 for b in budgets) or not budgets:

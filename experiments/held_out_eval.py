@@ -14,7 +14,9 @@ import torch
 
 from electra.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
 from electra.data.loader import PretrainingData
-from electra.pretrain import autocast_for, build_model, build_selector, evaluate, tokenizer_for
+from electra.pretrain import (autocast_for, build_model, build_selector, evaluate, has_binary_discriminator,
+                              noise_for, tokenizer_for)
+from electra.yardstick import yardstick_distributions
 
 
 def main() -> None:
@@ -34,7 +36,9 @@ def main() -> None:
     model = build_model(cfg)
     state = load_checkpoint(ckpt, model, None, device)
     select, _ = build_selector(cfg, tokenizer_for(data, a.run), device)
-    stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select)
+    yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
+    stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select, yardstick,
+                     noise_for(cfg, data, device))
     print(json.dumps({"checkpoint": str(ckpt), "step": state["step"], **stats}, indent=1))
 
 

@@ -163,7 +163,7 @@ def test_pretrain_set_value_is_taken_exactly(preset, override):
 def allowed(sharing, objective, algorithm, hidden, layers) -> bool:
     """The rules docs/electra.md gives for combining the ablation switches."""
     return not ((sharing == "all" and (hidden != 1 or layers != 1))
-                or (objective == "mlm" and sharing != "embeddings")
+                or (objective in ("mlm", "hybrid") and sharing != "embeddings")
                 or (sharing == "gdes" and objective not in ("electra", "electra15"))
                 or (algorithm != "joint" and objective not in ("electra", "electra15"))
                 or (algorithm == "two_stage" and sharing not in ("none", "gdes"))

@@ -407,6 +407,7 @@ OPTIONS = {
     "electra15": ["train.objective=electra15"],
     "replace_mlm": ["train.objective=replace_mlm"],
     "all_tokens_mlm": ["train.objective=all_tokens_mlm"],
+    "hybrid": ["train.objective=hybrid", "train.mask_token_prob=0.5", "train.mask_prob=0.3"],
     "sharing_none": ["generator.sharing=none"],
     "sharing_all": ["generator.sharing=all", "generator.hidden_fraction=1"],
     "gdes": ["generator.sharing=gdes"],
@@ -493,7 +494,7 @@ def test_a_run_config_from_before_these_options_loads_as_the_defaults(data, tmp_
     assert export_run(run, tmp_path / "hf")[1] is not None and load_encoder_source(run)[1]
 
 
-@pytest.mark.parametrize("option", ["mlm", "gdes", "all_tokens_mlm"])
+@pytest.mark.parametrize("option", ["mlm", "gdes", "all_tokens_mlm", "hybrid"])
 def test_init_from_an_export_of_the_same_option(option, data, tmp_path):
     run = pretrain(data, tmp_path / "run", preset="tiny", max_steps=3, overrides=SMALL + OPTIONS[option],
                    progress=False)

@@ -157,6 +157,9 @@ def test_plot_panels_show_only_metrics_the_objective_has():
     electra = {"gen_loss": 5.0, "disc_loss": 0.3, "corrupted_loss": 6.0, "corrupted_acc": 0.1}
     assert [k for k, _ in plot_panels(electra)] == ["gen_loss", "disc_loss", "corrupted_loss", "disc_acc",
                                                     "disc_recall", "lr"]
+    detecting = dict(electra, disc_auc=0.6, disc_margin=0.01)  # AUC and margin panels when logged
+    assert [k for k, _ in plot_panels(detecting)] == ["gen_loss", "disc_loss", "corrupted_loss", "disc_auc",
+                                                      "disc_margin", "disc_acc", "disc_recall", "lr"]
     mlm = {"gen_loss": 0.0, "disc_loss": 0.0, "mlm_loss": 5.0, "corrupted_loss": 6.0, "corrupted_acc": 0.1}
     assert [k for k, _ in plot_panels(mlm)] == ["mlm_loss", "corrupted_acc", "mlm_acc", "corrupted_loss",
                                                 "grad_norm", "lr"]  # no generator panel full of zeros
@@ -173,3 +176,29 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(full_run, tmp_
     assert (victim / "notes.txt").read_text() == "precious"
     export_run(full_run, tmp_path / "hf2")
     export_run(full_run, tmp_path / "hf2")  # an earlier export is replaced
+
+
+def test_the_paper_recipe_is_the_preset_as_it_was_and_tiny_defaults_to_the_small_budget_one():
+    from electra.config import TrainConfig, preset_config
+    paper = preset_config("tiny", recipe="paper")
+    assert paper.recipe == "paper" and not paper.train.local_init and paper.train.learning_rate == 5e-4
+    assert paper.train == TrainConfig(learning_rate=5e-4, batch_size=32, max_steps=10_000, warmup_steps=1_000)
+    small = preset_config("tiny")
+    assert small.recipe == "small_budget" and small.train.local_init and small.train.learning_rate == 1e-3
+    assert small.model == paper.model and small.generator.sharing == paper.generator.sharing
+    assert (small.generator.hidden_fraction, small.generator.layers_fraction) == (1.0, 0.25)  # wide, shallow
+    assert preset_config("small").recipe == "paper"  # the GPU presets keep the paper's recipe by default
+    with pytest.raises(UserError, match="recipe 'fast' is not one of paper, small_budget"):
+        preset_config("tiny", recipe="fast")
+
+
+def test_a_run_records_its_recipe_and_resumes_with_it(tmp_path):
+    data = make_data_dir(tmp_path / "data")
+    run = pretrain(data, tmp_path / "run", preset="tiny", max_steps=2, overrides=SMALL, progress=False,
+                   recipe="paper")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["recipe"] == "paper" and cfg["train"]["local_init"] is False
+    del cfg["recipe"]  # a run from before recipes existed reads as the paper's
+    (run / "config.json").write_text(json.dumps(cfg))
+    from electra.checkpoint import load_run_config
+    assert load_run_config(run).recipe == "paper"

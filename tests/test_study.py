@@ -92,7 +92,29 @@ def test_study_refuses_a_different_grid_in_the_same_folder(setup, tmp_path):
     (out / "study.json").write_text(json.dumps({"something": "else"}))
     with pytest.raises(UserError, match="holds a different study"):
         run_study(out, str(root / "data"), "tiny", ["electra"], [1e9], [1], [probe])
-    with pytest.raises(UserError, match="not one of"):
+    with pytest.raises(UserError, match="is not OBJECTIVE or RECIPE:OBJECTIVE"):
         run_study(tmp_path / "t", str(root / "data"), "tiny", ["bert"], [1e9], [1], [probe])
+    with pytest.raises(UserError, match="RECIPE one of paper, small_budget"):
+        run_study(tmp_path / "t", str(root / "data"), "tiny", ["cramming:mlm"], [1e9], [1], [probe])
     with pytest.raises(UserError, match="expected TASK:TRAIN:DEV"):
         Probe.parse("sentiment:a:b")
+
+
+def test_an_arm_names_its_recipe_and_objective():
+    from electra.study import Cell
+    assert Cell("mlm", 1e14, 2).pretrain_args() == ["--set", "train.objective=mlm"]  # the preset's recipe
+    paper = Cell("paper:electra", 1e14, 2)
+    assert paper.pretrain_args() == ["--recipe", "paper", "--set", "train.objective=electra"]
+    assert paper.name == "paper-electra-1e+14-s2".replace("+", "")
+
+
+def test_a_set_value_can_apply_to_one_arm(setup, tmp_path):
+    from electra.study import arm_overrides
+    given = ["train.learning_rate=1e-3", "mlm@train.short_seq_length=8", "paper:electra@train.mask_prob=0.2"]
+    assert arm_overrides(given, "mlm") == ["train.learning_rate=1e-3", "train.short_seq_length=8"]
+    assert arm_overrides(given, "paper:electra") == ["train.learning_rate=1e-3", "train.mask_prob=0.2"]
+    assert arm_overrides(given, None) == ["train.learning_rate=1e-3"]  # the from-scratch architecture
+    probe = Probe.parse(f"classification:{setup / 'train.tsv'}:{setup / 'dev.tsv'}")
+    with pytest.raises(UserError, match="'bert' is not one of the study's arms"):
+        run_study(tmp_path / "u", str(setup / "data"), "tiny", ["electra"], [1e9], [1], [probe],
+                  pretrain_set=["bert@train.mask_prob=0.2"])
