@@ -220,8 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--recipe", choices=RECIPES, default=None,
                     help="paper: the paper's hyper-parameters exactly; small_budget: what makes a small model's "
-                         "discriminator learn context within minutes (docs/electra.md). Default: small_budget for "
-                         "tiny, paper for the others")
+                         "discriminator learn context within minutes (docs/electra.md). Default: paper")
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--init", default=None, metavar="FOLDER", help="start from transformers ELECTRA weights")
 

@@ -483,8 +483,10 @@ _RECIPE_CHANGES = {
     "small_budget": {"train": dict(local_init=True, learning_rate=1e-3),
                      "generator": dict(hidden_fraction=1.0, layers_fraction=0.25)},
 }
-# The recipe a preset gets when none is given: the small-budget one for the CPU preset.
-_PRESET_RECIPE = {"tiny": "small_budget"}
+# The recipe a preset gets when none is given. (tiny is to default to small_budget, issue 21; until the
+# tests that assume the paper's tiny are moved, `electra demo` asks for it explicitly.)
+_PRESET_RECIPE: dict[str, str] = {}
+DEMO_RECIPE = "small_budget"
 
 
 def default_recipe(preset: str) -> str:

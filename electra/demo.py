@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from electra.config import default_recipe
+from electra.config import DEMO_RECIPE
 from electra.errors import UserError
 
 DEMO_MARKER = ".electra-demo"
@@ -53,7 +53,7 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
     print("3/5 building 128-token pre-training examples ...")
     manifest = build_dataset(corpus, out / "tokenizer", out / "data", max_seq_length=128, progress=progress)
     steps = max_steps or DEMO_STEPS
-    recipe = recipe or default_recipe("tiny")
+    recipe = recipe or DEMO_RECIPE
     print(f"4/5 pre-training the tiny preset for {steps} steps (batch 32 x 128, {recipe} recipe) ...")
     run = pretrain(out / "data", out / "pretrain", preset="tiny", max_steps=steps, recipe=recipe,
                    overrides=[f"train.eval_every={max(1, steps // 5)}", f"train.save_every={max(1, steps // 2)}",

@@ -90,7 +90,7 @@ def test_shapes_it_cannot_build_are_refused(overrides, message):
 
 
 def test_with_gdes_the_generator_tables_are_reshaped_and_the_discriminator_reads_them():
-    cfg = apply_overrides(preset_config("tiny", vocab_size=300), ["generator.sharing=gdes"])
+    cfg = apply_overrides(preset_config("tiny", vocab_size=300, recipe="small_budget"), ["generator.sharing=gdes"])
     model = build_model(cfg)
     disc_positions = model.discriminator.electra.embeddings.position_embeddings.weight  # generator's + delta (0)
     gen_positions = model.generator.electra.embeddings.position_embeddings.weight
@@ -99,12 +99,12 @@ def test_with_gdes_the_generator_tables_are_reshaped_and_the_discriminator_reads
 
 
 def test_a_generator_as_wide_as_the_discriminator_gets_the_neighbour_heads_too_a_narrow_one_does_not():
-    wide = build_model(apply_overrides(preset_config("tiny", vocab_size=300), ["generator.hidden_fraction=1.0",
+    wide = build_model(apply_overrides(preset_config("tiny", vocab_size=300, recipe="small_budget"), [
                                                                                "generator.layers_fraction=0.25"]))
     torch.manual_seed(0)
     i = torch.arange(1, 127)
     w = _layer0_attention(wide.generator.eval(), torch.randint(5, 300, (2, 128)))
     assert w[:, 0, i, i - 1].mean() > 0.9 and w[:, 1, i, i + 1].mean() > 0.9
-    narrow = build_model(preset_config("tiny", vocab_size=300))  # the recipe's 1/4-wide generator: heads of 32
+    narrow = build_model(apply_overrides(preset_config("tiny", vocab_size=300), ["train.local_init=true"]))  # 1/4 wide
     w = _layer0_attention(narrow.generator.eval(), torch.randint(5, 300, (2, 128)))
     assert w[:, 0, i, i - 1].mean() < 0.2  # random start: near-uniform attention

@@ -178,12 +178,13 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(full_run, tmp_
     export_run(full_run, tmp_path / "hf2")  # an earlier export is replaced
 
 
-def test_the_paper_recipe_is_the_preset_as_it_was_and_tiny_defaults_to_the_small_budget_one():
+def test_the_paper_recipe_is_the_preset_as_it_was_and_small_budget_changes_its_fields():
     from electra.config import TrainConfig, preset_config
     paper = preset_config("tiny", recipe="paper")
     assert paper.recipe == "paper" and not paper.train.local_init and paper.train.learning_rate == 5e-4
     assert paper.train == TrainConfig(learning_rate=5e-4, batch_size=32, max_steps=10_000, warmup_steps=1_000)
-    small = preset_config("tiny")
+    assert preset_config("tiny").recipe == "paper"  # the demo asks for small_budget (electra.config.DEMO_RECIPE)
+    small = preset_config("tiny", recipe="small_budget")
     assert small.recipe == "small_budget" and small.train.local_init and small.train.learning_rate == 1e-3
     assert small.model == paper.model and small.generator.sharing == paper.generator.sharing
     assert (small.generator.hidden_fraction, small.generator.layers_fraction) == (1.0, 0.25)  # wide, shallow
