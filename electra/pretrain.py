@@ -25,9 +25,9 @@ from tqdm import tqdm
 from electra import __version__
 from electra.algorithms import algorithm_state, init_discriminator_from_generator, load_algorithm_state, phase_at, \
     schedule_position
-from electra.checkpoint import (checkpoint_dirs, init_config_from_hf, latest_good_checkpoint, load_checkpoint,
-                                load_pretrainer_from_hf, load_run_config, read_best, record_best, save_checkpoint,
-                                write_json)
+from electra.checkpoint import (check_init_vocabulary, checkpoint_dirs, hf_pair_folders, init_config_from_hf,
+                                latest_good_checkpoint, load_checkpoint, load_pretrainer_from_hf, load_run_config,
+                                read_best, record_best, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, eval_batches
 from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
@@ -37,12 +37,13 @@ from electra.errors import Stopped, UserError
 from electra.flops import steps_for_budget, training_flops, training_flops_per_step
 from electra.health import HealthMonitor
 from electra.local_init import init_local_attention
+from electra.loggers import ScalarSinks
 from electra.model import count_parameters
 from electra.masking import continuation_flags, make_selector
 from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
                                 MaskedBatch, Selector, mask_batch, summarise_stats)
 from electra.preemption import StopSignals
-from electra.yardstick import uniform_distribution, unigram_distribution, yardstick_aucs, yardstick_distributions
+from electra.yardstick import unigram_distribution, yardstick_aucs, yardstick_distributions
 
 
 # --------------------------------------------------------------------------- pieces
@@ -94,10 +95,11 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 class MetricsLog:
-    """Append-only JSONL; on resume, records after the checkpoint's step are dropped (they will be redone)."""
+    """Append-only JSONL; on resume, records after the checkpoint's step are dropped (they will be redone).
+    ``sinks`` (TensorBoard, W&B: electra/loggers.py) get every record too."""
 
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
+    def __init__(self, path: Path, resume_step: int | None, sinks: ScalarSinks | None = None):
+        self.path, self.sinks = path, sinks
         if resume_step is not None and path.exists():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
@@ -107,9 +109,13 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         self.f.write(json.dumps(record) + "\n")
         self.f.flush()
+        if self.sinks is not None:
+            self.sinks.write(record)
 
     def close(self) -> None:
         self.f.close()
+        if self.sinks is not None:
+            self.sinks.close()
 
 
 def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
@@ -132,18 +138,17 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
     return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
                       t.mask_prob, mask_token_prob, t.seed, has_padding=has_padding, select=select,
                       random_token_prob=random_token_prob, vocab_size=vocab_size,
-                      position_ids=b.get("position_ids"), noise_cdf=noise_cdf)
+                      position_ids=b.get("position_ids"), noise_cdf=noise_cdf, word_starts=b.get("word_starts"))
 
 
-def noise_for(cfg: PretrainConfig, data: PretrainingData, device: torch.device) -> torch.Tensor | None:
+def noise_for(cfg: PretrainConfig, distributions: dict[str, torch.Tensor] | None,
+              device: torch.device) -> torch.Tensor | None:
     """The cumulative distribution (V,) float64 the hybrid objective draws its replacements from (``train.noise``:
-    the training data's unigram frequencies, as the yardstick's, or uniform over non-special ids); None for the
-    other objectives."""
+    the yardstick's ``distributions``, the training data's unigram frequencies or uniform over non-special ids);
+    None for the other objectives."""
     if cfg.train.objective != "hybrid":
         return None
-    p = unigram_distribution(data, data.special_ids) if cfg.train.noise == "unigram" \
-        else uniform_distribution(data.vocab_size, data.special_ids)
-    return p.cumsum(0).to(device)
+    return distributions[cfg.train.noise].cumsum(0).to(device)
 
 
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
@@ -216,8 +221,15 @@ def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.devic
 
 # --------------------------------------------------------------------------- set-up
 
+def _init_text(init) -> str | None:
+    """How run.json records where the weights came from."""
+    if init is None:
+        return None
+    return " ".join(map(str, init)) if isinstance(init, tuple) else str(init)
+
+
 def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
-                resume: bool, init: Path | None = None, world: Dist | None = None,
+                resume: bool, init: Path | tuple[Path, Path] | None = None, world: Dist | None = None,
                 recipe: str | None = None) -> tuple[PretrainConfig, Path | None]:
     """Create or reopen the run folder; returns the config and the checkpoint to resume from.
 
@@ -243,6 +255,7 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"], recipe=recipe)
     if init is not None:
         cfg = init_config_from_hf(cfg, init)  # the architecture comes from the weights, the recipe from the preset
+        check_init_vocabulary(hf_pair_folders(init)[0], data.tokenizer_dir, data.dir)
     if max_steps is not None:
         # A shortened run keeps the paper's shape: warm-up is at most 10% of it (--set wins over this).
         cfg.train.max_steps = max_steps
@@ -272,7 +285,7 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     check_word_masking(cfg, data.tokenizer_dir)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())
-    write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": str(init) if init else None,
+    write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": _init_text(init),
                                   "electra": __version__, "torch": torch.__version__})
     if data.tokenizer_dir.is_dir():
         shutil.copytree(data.tokenizer_dir, out / "tokenizer", dirs_exist_ok=True)
@@ -353,9 +366,10 @@ def check_world(t: TrainConfig, d: Dist) -> int:
 
 def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_steps: int | None = None,
              overrides: list[str] | None = None, resume: bool = False, progress: bool = True,
-             init: str | Path | None = None, recipe: str | None = None) -> Path:
-    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights;
-    ``recipe``: config.RECIPES (default: the preset's, config.default_recipe).
+             init: str | Path | tuple | list | None = None, recipe: str | None = None) -> Path:
+    """Train (or, with ``resume``, continue) a run; ``init``: start from transformers ELECTRA weights (an
+    export folder, one discriminator folder, or a (discriminator, generator) pair of folders as the hub has
+    them); ``recipe``: config.RECIPES (default: the preset's, config.default_recipe).
 
     Under ``torchrun`` every process runs this; they split each global batch (see electra/distributed.py).
     """
@@ -385,7 +399,7 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
             state = load_checkpoint(ckpt, model, None, device)
             load_algorithm_state(model, state)
         elif init is not None:
-            load_pretrainer_from_hf(model, Path(init))
+            load_pretrainer_from_hf(model, init)
         step_fn = parallelize(model, t.parallel, d)
         optimizer = build_optimizer(model, t, device)
         if ckpt is not None:
@@ -397,7 +411,7 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
             state = load_checkpoint(ckpt, model, optimizer, device)
             load_algorithm_state(model, state)  # the adversarial baseline
         elif init is not None:
-            load_pretrainer_from_hf(model, Path(init))
+            load_pretrainer_from_hf(model, init)
         step_fn = parallelize(model, t.parallel, d)  # DDP (the model itself in one process)
     if t.compile:
         step_fn = torch.compile(step_fn)
@@ -420,7 +434,9 @@ def start_record(cfg: PretrainConfig, model: ElectraPretrainer, data: Pretrainin
               "world_size": d.world_size, "micro_batch_size": t.batch_size // (d.world_size * accumulation),
               "global_batch_size": t.batch_size}  # = micro_batch_size x accumulation_steps x world_size
     if t.masking != "uniform":
-        record["word_boundaries"] = word_boundaries  # span masking without a tokenizer: token spans
+        record["word_boundaries"] = word_boundaries or data.has_word_starts  # span without either: token spans
+        if data.has_word_starts:
+            record["word_segmenter"] = data.manifest["word_segmenter"]  # words from the stored starts, not ##
     return record
 
 
@@ -502,12 +518,18 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     out = Path(out)
     if init is not None and resume:
         raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
+    if isinstance(init, (tuple, list)):
+        if len(init) not in (1, 2):
+            raise UserError(f"--init takes one folder (an export, or a discriminator) or two (the discriminator's "
+                            f"and the generator's), got {len(init)}")
+        init = Path(init[0]) if len(init) == 1 else (Path(init[0]), Path(init[1]))
+    elif init is not None:
+        init = Path(init)
     if d.enabled:
-        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume,
-                                           Path(init) if init else None, d, recipe)
+        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume, init, d,
+                                           recipe)
     else:
-        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, Path(init) if init else None,
-                                recipe=recipe)
+        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, init, recipe=recipe)
     t = cfg.train
     accumulation = check_world(t, d)
     device = run_device(t.device, d)
@@ -520,8 +542,10 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     # The held-out yardstick's replacement distributions (the same for every run on this data).
     yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
     health = health_monitor(cfg, data, yardstick)
-    noise_cdf = noise_for(cfg, data, device)
-    log = MetricsLog(out / "metrics.jsonl", state["step"] if resume else None) if d.is_main else None
+    noise_cdf = noise_for(cfg, yardstick, device)  # hybrid has a binary discriminator, so a yardstick
+    resume_step = state["step"] if resume else None
+    log = MetricsLog(out / "metrics.jsonl", resume_step, ScalarSinks(cfg.log, out, resume_step, cfg.to_dict())) \
+        if d.is_main else None
     if state["step"] == 0 and log is not None:
         log.write(start_record(cfg, model, data, device, d, accumulation, word_boundaries))
 

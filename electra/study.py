@@ -241,12 +241,17 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps(grid, indent=2))
 
-    cells = [Cell(o, b, s) for o in objectives for b in budgets for s in seeds]
-    if baseline:
-        cells += [Cell("scratch", 0.0, s) for s in seeds]
+    # seed by seed, so that a study stopped part-way (or run over several sessions) already compares every
+    # arm at every budget on its first seeds; within a seed, the short baseline first
+    cells = [c for s in seeds
+             for c in ([Cell("scratch", 0.0, s)] if baseline else []) + [Cell(o, b, s) for b in budgets
+                                                                          for o in objectives]]
     todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
     print(f"study: {len(cells)} cells ({len(cells) - len(todo)} done), {len(probes)} probe(s), {jobs} at a time")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # the CPUs this process may use (taskset, cgroup cpusets), not the machine's: two studies pinned to one
+    # core each must not each start two threads
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cpus // jobs)
     if any(c.budget == 0 for c in todo):
         _architecture_source(out, data, preset, pretrain_set, threads)
     failures = []

@@ -38,7 +38,7 @@ def main() -> None:
     select, _ = build_selector(cfg, tokenizer_for(data, a.run), device)
     yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
     stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select, yardstick,
-                     noise_for(cfg, data, device))
+                     noise_for(cfg, yardstick, device))
     print(json.dumps({"checkpoint": str(ckpt), "step": state["step"], **stats}, indent=1))
 
 

@@ -274,9 +274,10 @@ def test_reward_baseline_is_a_bias_corrected_moving_average_and_round_trips_thro
      "valid objectives with it: electra, electra15"),
     (["train.algorithm=adversarial", "train.objective=replace_mlm"], "valid objectives with it: electra, electra15"),
     (["train.algorithm=two_stage"], "valid generator.sharing with it: none, gdes (got embeddings)"),
-    (["train.algorithm=two_stage", "generator.sharing=all", "generator.hidden_fraction=1"],
-     "valid generator.sharing with it: none, gdes"),
-    (["train.algorithm=adversarial", "generator.sharing=all", "generator.hidden_fraction=1"],
+    (["train.algorithm=two_stage", "generator.sharing=all", "generator.hidden_fraction=1",
+      "generator.layers_fraction=1"], "valid generator.sharing with it: none, gdes"),
+    (["train.algorithm=adversarial", "generator.sharing=all", "generator.hidden_fraction=1",
+      "generator.layers_fraction=1"],
      "valid generator.sharing with it: embeddings, none, gdes"),
     (["train.two_stage_generator_steps=5"], "applies only with train.algorithm=two_stage"),
     (["train.algorithm=two_stage", "generator.sharing=none", "train.max_steps=10",
@@ -303,7 +304,8 @@ SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_la
          "train.eval_examples=16", "generator.hidden_fraction=0.5"]
 ALGORITHMS = {
     # the paper's two-stage setup: a generator as large as the discriminator, so the switch copies every tensor
-    "two_stage": (["train.algorithm=two_stage", "generator.sharing=none", "generator.hidden_fraction=1"], [2, 3, 4]),
+    "two_stage": (["train.algorithm=two_stage", "generator.sharing=none", "generator.hidden_fraction=1",
+                   "generator.layers_fraction=1"], [2, 3, 4]),
     "two_stage_gdes": (["train.algorithm=two_stage", "generator.sharing=gdes"], [3]),
     "adversarial": (["train.algorithm=adversarial"], [3]),
     "joint": ([], [3]),

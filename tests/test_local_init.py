@@ -105,6 +105,6 @@ def test_a_generator_as_wide_as_the_discriminator_gets_the_neighbour_heads_too_a
     i = torch.arange(1, 127)
     w = _layer0_attention(wide.generator.eval(), torch.randint(5, 300, (2, 128)))
     assert w[:, 0, i, i - 1].mean() > 0.9 and w[:, 1, i, i + 1].mean() > 0.9
-    narrow = build_model(apply_overrides(preset_config("tiny", vocab_size=300), ["train.local_init=true"]))  # 1/4 wide
+    narrow = build_model(apply_overrides(preset_config("tiny", vocab_size=300), ["generator.hidden_fraction=0.25"]))
     w = _layer0_attention(narrow.generator.eval(), torch.randint(5, 300, (2, 128)))
     assert w[:, 0, i, i - 1].mean() < 0.2  # random start: near-uniform attention

@@ -280,7 +280,8 @@ def test_sharing_all_shares_every_encoder_tensor():
 def test_invalid_combinations_fail_at_config_validation(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         apply_overrides(preset_config("tiny"), overrides)
-    cfg = apply_overrides(preset_config("tiny"), ["generator.sharing=all", "generator.hidden_fraction=1"])
+    cfg = apply_overrides(preset_config("tiny"), ["generator.sharing=all", "generator.hidden_fraction=1",
+                                                  "generator.layers_fraction=1"])
     assert cfg.generator.sharing == "all"
 
 
@@ -409,7 +410,7 @@ OPTIONS = {
     "all_tokens_mlm": ["train.objective=all_tokens_mlm"],
     "hybrid": ["train.objective=hybrid", "train.mask_token_prob=0.5", "train.mask_prob=0.3"],
     "sharing_none": ["generator.sharing=none"],
-    "sharing_all": ["generator.sharing=all", "generator.hidden_fraction=1"],
+    "sharing_all": ["generator.sharing=all", "generator.hidden_fraction=1", "generator.layers_fraction=1"],
     "gdes": ["generator.sharing=gdes"],
     "whole_word": ["train.masking=whole_word"],
     "span": ["train.masking=span", "train.span_max=4"],

@@ -183,7 +183,8 @@ def test_the_paper_recipe_is_the_preset_as_it_was_and_small_budget_changes_its_f
     paper = preset_config("tiny", recipe="paper")
     assert paper.recipe == "paper" and not paper.train.local_init and paper.train.learning_rate == 5e-4
     assert paper.train == TrainConfig(learning_rate=5e-4, batch_size=32, max_steps=10_000, warmup_steps=1_000)
-    assert preset_config("tiny").recipe == "paper"  # the demo asks for small_budget (electra.config.DEMO_RECIPE)
+    assert preset_config("tiny").recipe == "small_budget"  # tiny (and so the demo) defaults to it
+    assert preset_config("small").recipe == preset_config("base").recipe == "paper"
     small = preset_config("tiny", recipe="small_budget")
     assert small.recipe == "small_budget" and small.train.local_init and small.train.learning_rate == 1e-3
     assert small.model == paper.model and small.generator.sharing == paper.generator.sharing

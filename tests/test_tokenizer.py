@@ -73,7 +73,8 @@ def hf_from_vocab(vocab: Path, tmp_path: Path):
 
 def test_trained_tokenizer_files_and_specials(trained):
     assert sorted(p.name for p in trained.iterdir()) == ["special_tokens_map.json", "tokenizer.json",
-                                                        "tokenizer_config.json", "vocab.txt"]
+                                                        "tokenizer_config.json", "tokenizer_training.json",
+                                                        "vocab.txt"]
     tok = load_tokenizer(trained)
     assert special_token_ids(tok) == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
     assert 200 < tok.get_vocab_size() <= 1000
@@ -202,3 +203,115 @@ def test_loaded_tokenizer_never_truncates(trained, tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
     tok = load_tokenizer(tmp_path / "tokenizer.json")
     assert len(tok.encode("the " * 50, add_special_tokens=False).ids) == 50
+
+
+# --------------------------------------------------------------------------- other scripts (issue 22)
+
+def chinese_lines(n_lines: int = 4000, n_chars: int = 3000, length: int = 40, seed: int = 0) -> list[str]:
+    """Synthetic Chinese: ``n_chars`` distinct CJK ideographs drawn with Zipfian frequencies (as characters are
+    in real text), with Chinese punctuation; far more distinct characters than the old alphabet limit of 1000."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    chars = [chr(0x4E00 + i * 6) for i in range(n_chars)]  # within CJK Unified Ideographs
+    p = 1.0 / np.arange(1, n_chars + 1)
+    p /= p.sum()
+    lines = []
+    for _ in range(n_lines):
+        picks = rng.choice(n_chars, size=length, p=p)
+        lines.append("".join(chars[i] for i in picks[:length // 2]) + "，" + "".join(chars[i] for i in picks[length // 2:]) + "。")
+    return lines
+
+
+def test_the_alphabet_follows_the_corpus_so_chinese_keeps_its_characters(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(chinese_lines()) + "\n", encoding="utf-8")
+    tok = train_tokenizer([corpus], 21128, tmp_path / "tok", progress=False)
+    report = json.loads((tmp_path / "tok" / "tokenizer_training.json").read_text())
+    assert report["characters_frequent"] > 2000 and report["alphabet_limit"] == report["characters_frequent"]
+    assert report["held_out_lines"] == 40  # every 100th of 4,000 lines
+    assert report["unk_rate"] < 0.001, report  # a fixed limit of 1000 characters left ~10% [UNK] here
+    assert 0.9 < report["chars_per_token"] <= 1.0  # one token per character (punctuation included)
+    single = [t for t in tok.get_vocab() if len(t) == 1 and 0x4E00 <= ord(t) <= 0x9FFF]
+    assert len(single) == report["characters_frequent"] - 2  # every frequent ideograph; "，" and "。" besides
+    # transformers tokenizes the same way with the saved folder
+    hf = transformers.ElectraTokenizerFast.from_pretrained(tmp_path / "tok")
+    text = chinese_lines(5, seed=1)
+    assert [e.ids for e in tok.encode_batch(text)] == hf_ids(hf, text)
+
+
+def test_the_alphabet_takes_at_most_half_the_vocabulary(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(chinese_lines(2000, n_chars=600)) + "\n", encoding="utf-8")
+    train_tokenizer([corpus], 405, tmp_path / "tok", progress=False)
+    report = json.loads((tmp_path / "tok" / "tokenizer_training.json").read_text())
+    assert report["characters_frequent"] > 500 and report["alphabet_limit"] == 200  # (405 - 5 specials) / 2
+    assert report["unk_rate"] > 0.01  # the rarest characters do become [UNK], and the CLI says so (below)
+
+
+def test_the_held_out_lines_are_kept_out_of_training(tmp_path):
+    lines = ["the whale swims in the deep sea"] * 300
+    lines[99] = lines[199] = "zyzzyva zyzzyva zyzzyva"  # only in held-out lines (the 100th and 200th)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tok = train_tokenizer([corpus], 60, tmp_path / "tok", min_frequency=1, progress=False)
+    report = json.loads((tmp_path / "tok" / "tokenizer_training.json").read_text())
+    assert report["held_out_lines"] == 3
+    assert "z" not in tok.get_vocab() and "y" not in tok.get_vocab()  # never seen in training
+    assert report["unk_rate"] == pytest.approx(6 / (6 + 7))  # 2 x 3 [UNK] words; the third line has 7 words
+
+
+@pytest.mark.parametrize("text, script", [
+    ("한국어 텍스트는 자모로 분해되면 안 됩니다", "Hangul"),
+    ("ガギグゲゴ ダヂヅデド パピプペポ のテキスト", "Katakana"),
+])
+def test_uncased_training_is_refused_where_it_alters_letters_and_cased_round_trips(tmp_path, text, script):
+    import subprocess
+    import sys
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("The plain English part of the corpus.\n" + f"{text}\n" * 200, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "electra", "tokenizer", "train", "--input", str(corpus),
+                           "--vocab-size", "200", "--out", str(tmp_path / "tok"), "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert f"{corpus}:2: uncased normalisation would change" in proc.stderr and script in proc.stderr
+    assert "--cased" in proc.stderr and not (tmp_path / "tok").exists()
+    # --cased: the text comes back unchanged
+    tok = train_tokenizer([corpus], 200, tmp_path / "cased", lowercase=False, progress=False)
+    assert tok.decode(tok.encode(text).ids) == text
+    # --force-uncased: trained, and the report says how much it altered
+    train_tokenizer([corpus], 200, tmp_path / "forced", progress=False, force_uncased=True)
+    assert json.loads((tmp_path / "forced" / "tokenizer_training.json").read_text())["uncased_altered_share"] > 0.5
+
+
+def test_latin_accents_and_a_little_foreign_text_stay_uncased(tmp_path):
+    from electra.data.tokenizer import uncased_alteration
+    assert uncased_alteration("é") is None and uncased_alteration("Ü") is None and uncased_alteration("ά") is None
+    assert uncased_alteration("中") is None and uncased_alteration("a") is None
+    assert uncased_alteration("ガ") == "カ" and uncased_alteration("한") == "\u1112\u1161\u11ab"
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Café naïve Ünïcödé résumé " * 5 + "\n" * 2 + "the whale " * 250 + "ガ\n", encoding="utf-8")
+    train_tokenizer([corpus], 100, tmp_path / "tok", progress=False)  # one kana among ~2,300 characters: allowed
+
+
+def test_a_chinese_bert_vocab_txt_tokenizes_as_transformers_does(tmp_path):
+    chars = sorted({c for line in chinese_lines(50) for c in line})
+    vocab = tmp_path / "zh" / "vocab.txt"
+    vocab.parent.mkdir()
+    vocab.write_text("\n".join(SPECIAL_TOKENS + ["##" + c for c in chars[:50]] + chars + ["the", "##s"]) + "\n",
+                     encoding="utf-8")
+    tok = load_tokenizer(vocab)
+    hf = hf_from_vocab(vocab, tmp_path)
+    texts = chinese_lines(20) + ["中文 the ELECTRA 模型，全角！（测试）", "\ufeff" + chinese_lines(1)[0]]
+    assert [e.ids for e in tok.encode_batch(texts)] == hf_ids(hf, texts)
+
+
+def test_the_cli_prints_the_held_out_rate_and_what_to_do(tmp_path, capsys):
+    from electra.cli import main
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(chinese_lines(2000, n_chars=600)) + "\n", encoding="utf-8")
+    assert main(["tokenizer", "train", "--input", str(corpus), "--vocab-size", "405", "--out",
+                 str(tmp_path / "tok"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out slice (20 lines" in out and "[UNK]" in out and "characters per token" in out
+    assert "the alphabet keeps the 200 most frequent" in out and "raise --vocab-size" in out

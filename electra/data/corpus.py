@@ -10,6 +10,8 @@ Output (read by ``electra.data.loader``)::
     out/manifest.json                       sizes, special ids, shard list (see build_dataset)
     out/train-00000.ids.npy                 [n, L] uint16 (int32 for vocabularies over 65535), padded with [PAD]
     out/train-00000.types.npy               [n, L] uint8 token types
+    out/train-00000.starts.npy              [n, ceil(L/8)] uint8, bit-packed: which tokens begin a word
+                                            (only with --word-segmenter; electra/data/segment.py)
     out/valid-00000.{ids,types}.npy         held-out documents, same layout
     out/tokenizer/                          the tokenizer, so the folder is self-contained
 """
@@ -27,30 +29,37 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from electra.data.segment import load_segmenter, segmenter_version, word_start_flags
+from electra.data.tables import (FOLDER_TABLE_SUFFIXES, TABLE_SUFFIXES, csv_rows, datasets_rows, is_datasets_folder,
+                                 parquet_rows)
 from electra.data.tokenizer import (atomic_output_dir, load_tokenizer, refuse_non_empty, save_tokenizer,
                                     special_token_ids)
 from electra.errors import UserError
 
 CORPUS_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
 FORMAT, VERSION = "electra-pretraining-data", 1
-Example = tuple[list[int], list[int]]  # (input_ids, token_type_ids)
+Example = tuple[list, list[int]]  # (input_ids, token_type_ids); ids are (id, begins_word) pairs with a segmenter
 
 
 # --------------------------------------------------------------------------- finding and reading files
 
 def find_corpus_files(inputs: list | str | Path) -> list[Path]:
-    """Corpus files from files and folders (searched recursively, sorted), in the order given."""
+    """Corpus sources from files and folders, in the order given: text files (see CORPUS_SUFFIXES), parquet,
+    CSV and TSV files, and ``datasets`` folders (``save_to_disk``). Other folders are searched recursively
+    (sorted) for text and parquet files; CSV/TSV files are read only when named."""
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not inputs:
-        raise UserError("no corpus given; pass files or folders of .txt, .txt.gz, .jsonl or .jsonl.gz")
+        raise UserError(f"no corpus given; pass {_KINDS}")
     files, seen = [], set()
     for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and _has_corpus_suffix(p)
-                           and not p.name.startswith("."))
+        if is_datasets_folder(item):
+            found = [item]
+        elif item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith(".")
+                           and p.name.lower().endswith(CORPUS_SUFFIXES + FOLDER_TABLE_SUFFIXES))
         elif item.is_file():
-            if not _has_corpus_suffix(item):
-                raise UserError(f"{item}: not a corpus file; corpus files end in {', '.join(CORPUS_SUFFIXES)}")
+            if not item.name.lower().endswith(CORPUS_SUFFIXES + TABLE_SUFFIXES):
+                raise UserError(f"{item}: not a corpus file; give {_KINDS}")
             found = [item]
         else:
             raise UserError(f"{item}: no such file or folder")
@@ -59,12 +68,18 @@ def find_corpus_files(inputs: list | str | Path) -> list[Path]:
                 seen.add(path.resolve())
                 files.append(path)
     if not files:
-        raise UserError(f"{' '.join(map(str, inputs))}: no corpus files ({', '.join(CORPUS_SUFFIXES)}) found")
+        raise UserError(f"{' '.join(map(str, inputs))}: no corpus files found; give {_KINDS}")
     return files
 
 
-def _has_corpus_suffix(path: Path) -> bool:
-    return path.name.lower().endswith(CORPUS_SUFFIXES)
+_KINDS = ("files or folders of .txt, .txt.gz, .jsonl, .jsonl.gz or .parquet, .csv or .tsv files, or a datasets "
+          "folder (save_to_disk)")
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.is_file() else 0
 
 
 class CorpusReader:
@@ -74,25 +89,51 @@ class CorpusReader:
     the files on disk it has consumed (for a progress bar; compressed bytes for .gz files).
     """
 
-    def __init__(self, files: Iterable[str | Path]):
+    def __init__(self, files: Iterable[str | Path], text_column: str = "text"):
         self.files = [Path(f) for f in files]
-        self.total_bytes = sum(f.stat().st_size for f in self.files if f.is_file())
+        self.text_column = text_column  # the JSONL field, or the parquet / CSV / TSV / datasets column
+        self.total_bytes = sum(_size(f) for f in self.files)
+        self._table_bytes = 0  # of a parquet file or datasets folder being read (no file position to ask)
         self.num_lines = 0
         self.num_documents = 0
         self._done_bytes = 0
         self._raw: BinaryIO | None = None
+        self.location: tuple[Path, int] | None = None  # (file, line number) of the sentence last yielded
 
     def bytes_read(self) -> int:
         raw = self._raw
-        return self._done_bytes + (raw.tell() if raw is not None and not raw.closed else 0)
+        return self._done_bytes + self._table_bytes + (raw.tell() if raw is not None and not raw.closed else 0)
 
     def __iter__(self) -> Iterator[str | None]:
         for path in self.files:
-            yield from self._read_file(path)
+            if is_datasets_folder(path) or path.name.lower().endswith(".parquet"):
+                yield from self._table_documents(path)
+            else:
+                yield from self._read_file(path)
+
+    def _table_documents(self, path: Path) -> Iterator[str | None]:
+        """A parquet file or datasets folder: each row's text is a document, its lines the sentences."""
+        rows = datasets_rows(path, self.text_column) if path.is_dir() else parquet_rows(path, self.text_column)
+        size = _size(path)
+        for row, text, done in rows:
+            self._table_bytes = int(size * done)
+            yield from self._document(path, row, text)
+        self._table_bytes = 0
+        self._done_bytes += size
+
+    def _document(self, path: Path, row: int, text: str) -> Iterator[str | None]:
+        sentences = [s for s in (s.strip() for s in text.splitlines()) if s]
+        if sentences:
+            self.num_lines += len(sentences)
+            self.num_documents += 1
+            self.location = (path, row)
+            yield from sentences
+            yield None
 
     def _read_file(self, path: Path) -> Iterator[str | None]:
         name = path.name.lower()
-        parse = self._jsonl_documents if name.endswith((".jsonl", ".jsonl.gz")) else self._text_documents
+        parse = (self._jsonl_documents if name.endswith((".jsonl", ".jsonl.gz")) else
+                 self._csv_documents if name.endswith((".csv", ".tsv")) else self._text_documents)
         try:
             with open(path, "rb") as raw:
                 self._raw = raw
@@ -114,6 +155,7 @@ class CorpusReader:
             if line:
                 in_document = True
                 self.num_lines += 1
+                self.location = (path, lineno)
                 yield line
             elif in_document:  # a blank line ends a document
                 in_document = False
@@ -134,21 +176,23 @@ class CorpusReader:
                 why = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "msg", e)
                 raise UserError(f"{path}:{lineno}: not valid JSON ({why}); "
                                 'each line must be one JSON object like {"text": "..."}') from None
-            text = record.get("text") if isinstance(record, dict) else None
+            col = self.text_column
+            text = record.get(col) if isinstance(record, dict) else None
             if not isinstance(text, str):
-                raise UserError(f'{path}:{lineno}: no "text" string field; each line must be one JSON object '
-                                'like {"text": "..."}')
+                raise UserError(f'{path}:{lineno}: no "{col}" string field; each line must be one JSON object '
+                                f'like {{"{col}": "..."}} (another field: --text-column NAME)')
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as e:  # a JSON escape like "\ud800" without its pair: no character
-                raise UserError(f'{path}:{lineno}: the "text" holds a lone UTF-16 surrogate escape '
+                raise UserError(f'{path}:{lineno}: the "{col}" holds a lone UTF-16 surrogate escape '
                                 f'(\\u{ord(text[e.start]):04x}) that encodes no character; fix or remove it') from None
-            sentences = [s for s in (s.strip() for s in text.splitlines()) if s]
-            if sentences:
-                self.num_lines += len(sentences)
-                self.num_documents += 1
-                yield from sentences
-                yield None
+            yield from self._document(path, lineno, text)
+
+    def _csv_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
+        """A CSV or TSV file with a header: each row's text column is a document."""
+        lines = (_decode(raw_line, path, lineno) for lineno, raw_line in enumerate(stream, 1))
+        for row, text, _ in csv_rows(path, self.text_column, lines):
+            yield from self._document(path, row, text)
 
 
 def _decode(raw_line: bytes, path: Path, lineno: int) -> str:
@@ -185,6 +229,7 @@ class ExampleBuilder:
     ever dropped: tokens beyond ``max_seq_length`` (a long sentence, or the end of the one that
     crossed the target) are carried into the next example, and a document's end flushes the rest.
     Token order is preserved exactly (Google's builder can move a short sentence from B back to A).
+    The builder never looks inside a token: with a word segmenter each is an (id, begins_word) pair.
     """
 
     def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, rng: random.Random):
@@ -281,13 +326,16 @@ def pack_examples(documents_token_ids: Iterable[Iterable[list[int]]], max_seq_le
 # --------------------------------------------------------------------------- writing shards
 
 class _ShardWriter:
-    """Fills fixed-size [shard_examples, L] arrays and saves each when full as SPLIT-NNNNN.{ids,types}.npy."""
+    """Fills fixed-size [shard_examples, L] arrays and saves each when full as SPLIT-NNNNN.{ids,types}.npy
+    (and SPLIT-NNNNN.starts.npy with ``word_starts``: examples whose ids are (id, begins_word) pairs)."""
 
-    def __init__(self, folder: Path, split: str, max_len: int, dtype, pad_id: int, shard_examples: int):
+    def __init__(self, folder: Path, split: str, max_len: int, dtype, pad_id: int, shard_examples: int,
+                 word_starts: bool = False):
         self.folder, self.split, self.max_len, self.dtype, self.pad_id = folder, split, max_len, dtype, pad_id
-        self.shard_examples = shard_examples
+        self.shard_examples, self.word_starts = shard_examples, word_starts
         self.ids: np.ndarray | None = None  # allocated on first use: a split may stay empty
         self.types: np.ndarray | None = None
+        self.starts: np.ndarray | None = None
         self.rows = 0
         self.shards: list[dict] = []
         self.num_examples = 0
@@ -298,6 +346,10 @@ class _ShardWriter:
         if self.ids is None:
             self.ids = np.full((self.shard_examples, self.max_len), self.pad_id, dtype=self.dtype)
             self.types = np.zeros((self.shard_examples, self.max_len), dtype=np.uint8)
+            self.starts = np.zeros((self.shard_examples, self.max_len), dtype=bool) if self.word_starts else None
+        if self.word_starts:
+            ids, starts = zip(*ids)
+            self.starts[self.rows, :len(starts)] = starts
         self.ids[self.rows, :len(ids)] = ids
         self.types[self.rows, :len(types)] = types
         self.rows += 1
@@ -311,8 +363,12 @@ class _ShardWriter:
         name = f"{self.split}-{len(self.shards):05d}"
         np.save(self.folder / f"{name}.ids.npy", self.ids[:self.rows])
         np.save(self.folder / f"{name}.types.npy", self.types[:self.rows])
-        self.shards.append({"input_ids": f"{name}.ids.npy", "token_type_ids": f"{name}.types.npy",
-                            "num_examples": self.rows})
+        shard = {"input_ids": f"{name}.ids.npy", "token_type_ids": f"{name}.types.npy", "num_examples": self.rows}
+        if self.word_starts:
+            np.save(self.folder / f"{name}.starts.npy", np.packbits(self.starts[:self.rows], axis=1))
+            shard["word_starts"] = f"{name}.starts.npy"
+            self.starts.fill(False)
+        self.shards.append(shard)
         self.num_examples += self.rows
         self.rows = 0
         self.ids.fill(self.pad_id)
@@ -356,13 +412,16 @@ def _batches(reader: CorpusReader, max_lines: int = 4096, max_chars: int = 1 << 
 
 def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, max_seq_length: int = 128,
                   valid_fraction: float = 0.01, seed: int = 12345, shard_examples: int = 65536,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, word_segmenter: str | None = None, text_column: str = "text") -> dict:
     """Tokenise a corpus, pack it into pre-training examples, and write a data folder; returns its manifest.
 
-    ``inputs``: corpus files or folders. ``tokenizer``: anything ``load_tokenizer`` accepts. About
+    ``inputs``: corpus files or folders (``find_corpus_files``; ``text_column``: the text of JSONL records and
+    table rows). ``tokenizer``: anything ``load_tokenizer`` accepts. About
     ``valid_fraction`` of whole documents (chosen by a hash of index and seed) are held out.
     ``out_dir`` must be new or empty; it is built beside itself and renamed into place at the end.
     A split's ``num_tokens`` counts every non-padding position, [CLS] and [SEP] included.
+    ``word_segmenter`` (segment.WORD_SEGMENTERS): also store which tokens begin a word, for whole-word masking
+    in languages that WordPiece's ``##`` cannot segment (Chinese).
     """
     out_dir = Path(out_dir)
     refuse_non_empty(out_dir)
@@ -372,6 +431,7 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
         raise UserError(f"valid_fraction {valid_fraction} must be at least 0 and below 1 (e.g. 0.01)")
     if shard_examples < 1:
         raise UserError(f"shard_examples {shard_examples} must be positive")
+    segment = load_segmenter(word_segmenter) if word_segmenter else None
     tok = load_tokenizer(tokenizer)
     # Text that spells a special token ("[SEP]", "[PAD]", "[MASK]") is text, as in Google's builder: read as the
     # special it would put a separator, a mask, or padding (which the loader then masks out) inside an example.
@@ -380,21 +440,29 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
     special = special_token_ids(tok)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = np.uint16 if vocab_size <= 65535 else np.int32
-    reader = CorpusReader(files)
+    reader = CorpusReader(files, text_column)
 
     with atomic_output_dir(out_dir) as tmp:
-        writers = {s: _ShardWriter(tmp, s, max_seq_length, dtype, special["pad"], shard_examples)
+        writers = {s: _ShardWriter(tmp, s, max_seq_length, dtype, special["pad"], shard_examples, segment is not None)
                    for s in ("train", "valid")}
         # One builder per split, each with its own random stream (a target length must not leak
         # from a training document into a held-out one).
-        builders = {s: ExampleBuilder(max_seq_length, special["cls"], special["sep"], random.Random(seed * 2 + i))
+        # With a segmenter a token is an (id, begins_word) pair, which the builder packs like an id.
+        cls, sep = ((special["cls"], False), (special["sep"], False)) if segment else (special["cls"], special["sep"])
+        builders = {s: ExampleBuilder(max_seq_length, cls, sep, random.Random(seed * 2 + i))
                     for i, s in enumerate(("train", "valid"))}
         with tqdm(total=reader.total_bytes, unit="B", unit_scale=True, desc="tokenizing and packing",
                   disable=not progress) as bar:
             doc_index, split = -1, None
             for batch in _batches(reader):
-                encodings = tok.encode_batch([x for x in batch if x is not None], add_special_tokens=False)
-                next_encoding = iter(encodings).__next__
+                lines = [x for x in batch if x is not None]
+                encodings = tok.encode_batch(lines, add_special_tokens=False)
+                if segment:
+                    tokens = [list(zip(e.ids, word_start_flags(e.offsets, segment(line))))
+                              for e, line in zip(encodings, lines)]
+                else:
+                    tokens = [e.ids for e in encodings]
+                next_tokens = iter(tokens).__next__
                 for item in batch:
                     if item is None:  # end of document
                         for example in builders[split].end_document():
@@ -404,7 +472,7 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
                     if split is None:  # first sentence of a new document
                         doc_index += 1
                         split = "valid" if is_held_out(doc_index, seed, valid_fraction) else "train"
-                    for example in builders[split].add_sentence(next_encoding().ids):
+                    for example in builders[split].add_sentence(next_tokens()):
                         writers[split].add(example)
                 bar.update(reader.bytes_read() - bar.n)
         if writers["train"].num_tokens == 0 and writers["valid"].num_tokens == 0:
@@ -416,6 +484,7 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
         manifest = {
             "format": FORMAT, "version": VERSION, "max_seq_length": max_seq_length, "vocab_size": vocab_size,
             "special_ids": special, "seed": seed,
+            **({"word_segmenter": segmenter_version(word_segmenter)} if segment else {}),
             "splits": {s: w.summary() for s, w in writers.items()},
             "source": {"files": [str(f) for f in files], "num_documents": reader.num_documents,
                        "num_lines": reader.num_lines, "num_bytes": reader.total_bytes},

@@ -47,14 +47,21 @@ class PretrainingData:
         if self.num_examples("train") == 0:
             raise UserError(f"{path}: the training split is empty; give `electra data build` more text")
 
-    def _open_split(self, name: str, split: dict) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    def _open_split(self, name: str, split: dict) -> tuple[list[tuple], np.ndarray]:
         shards = []
         for shard in split["shards"]:
             ids = np.load(self.dir / shard["input_ids"], mmap_mode="r")
             types = np.load(self.dir / shard["token_type_ids"], mmap_mode="r")
             if ids.shape != types.shape or ids.shape[1] != self.max_seq_length or ids.shape[0] != shard["num_examples"]:
                 raise ValueError(f"shard {shard['input_ids']} has shape {ids.shape}")
-            shards.append((ids, types))
+            starts = None
+            if "word_starts" in shard:  # bit-packed (n, ceil(L / 8)): data build --word-segmenter
+                starts = np.load(self.dir / shard["word_starts"], mmap_mode="r")
+                if starts.shape != (ids.shape[0], -(-self.max_seq_length // 8)):
+                    raise ValueError(f"shard {shard['word_starts']} has shape {starts.shape}")
+            shards.append((ids, types, starts))
+        if len({s[2] is None for s in shards}) > 1:
+            raise ValueError(f"only some {name} shards have word starts")
         offsets = np.cumsum([0] + [s[0].shape[0] for s in shards])
         return shards, offsets
 
@@ -62,33 +69,50 @@ class PretrainingData:
     def tokenizer_dir(self) -> Path:
         return self.dir / "tokenizer"
 
+    @property
+    def has_word_starts(self) -> bool:
+        """Whether the shards say which tokens begin a word (``data build --word-segmenter``)."""
+        return "word_segmenter" in self.manifest
+
     def num_examples(self, split: str) -> int:
         return int(self._splits[split][1][-1]) if split in self._splits else 0
 
     def examples(self, split: str, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``indices`` of a split: input_ids and token_type_ids, each (n, L) int64."""
+        return self._rows(split, indices, 0, np.int64), self._rows(split, indices, 1, np.int64)
+
+    def word_starts(self, split: str, indices: np.ndarray) -> np.ndarray | None:
+        """(n, L) bool: which tokens of rows ``indices`` begin a word; None without stored word starts."""
+        if not self.has_word_starts:
+            return None
+        packed = self._rows(split, indices, 2, np.uint8, width=-(-self.max_seq_length // 8))
+        return np.unpackbits(packed, axis=1, count=self.max_seq_length).astype(bool)
+
+    def _rows(self, split: str, indices: np.ndarray, field: int, dtype, width: int | None = None) -> np.ndarray:
         shards, offsets = self._splits[split]
         shard_of = np.searchsorted(offsets, indices, side="right") - 1
-        ids = np.empty((len(indices), self.max_seq_length), dtype=np.int64)
-        types = np.empty_like(ids)
+        out = np.empty((len(indices), width or self.max_seq_length), dtype=dtype)
         for s in np.unique(shard_of):
             rows = shard_of == s
-            local = indices[rows] - offsets[s]
-            ids[rows] = shards[s][0][local]
-            types[rows] = shards[s][1][local]
-        return ids, types
+            out[rows] = shards[s][field][indices[rows] - offsets[s]]
+        return out
 
 
-def to_batch(ids: np.ndarray, types: np.ndarray, keys: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-    """numpy rows -> tensors, trimmed to the longest sequence (no compute on all-padding columns)."""
+def to_batch(ids: np.ndarray, types: np.ndarray, keys: np.ndarray, pad_id: int,
+             starts: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """numpy rows -> tensors, trimmed to the longest sequence (no compute on all-padding columns).
+    ``starts`` (n, L) bool, which tokens begin a word, becomes ``word_starts`` when given."""
     attention = ids != pad_id
     length = max(1, int(attention.any(0).nonzero()[0].max()) + 1) if attention.any() else 1
-    return {
+    batch = {
         "input_ids": torch.from_numpy(ids[:, :length].copy()),
         "attention_mask": torch.from_numpy(attention[:, :length].astype(np.int64)),
         "token_type_ids": torch.from_numpy(types[:, :length].copy()),
         "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
     }
+    if starts is not None:
+        batch["word_starts"] = torch.from_numpy(starts[:, :length].copy())
+    return batch
 
 
 # Window keys live far above any example key (stream positions), so a window never shares its
@@ -109,24 +133,22 @@ def cut_into_windows(batch: dict[str, torch.Tensor], length: int, pad_id: int) -
     at T = 8 it leaves within hundreds; growing the windows in stages (``train.short_seq_schedule=doubling``)
     keeps what it learned when whole examples return (docs/finetune.md).
     """
-    ids, attention, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-    B, T = ids.shape
+    B, T = batch["input_ids"].shape
     n = -(-T // length)  # windows per row
     extra = n * length - T
-    if extra:  # pad the columns up to a multiple of length
-        ids = torch.nn.functional.pad(ids, (0, extra), value=pad_id)
-        attention = torch.nn.functional.pad(attention, (0, extra), value=0)
-        types = torch.nn.functional.pad(types, (0, extra), value=0)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "word_starts": False}
+    # pad the columns up to a multiple of length, then (B * n, length)
+    rows = {k: torch.nn.functional.pad(batch[k], (0, extra), value=v).reshape(B * n, length)
+            for k, v in fill.items() if k in batch}
     window_keys = WINDOW_KEY_OFFSET + batch["keys"][:, None] * n + torch.arange(n)  # (B, n)
-    ids, attention, types = (x.reshape(B * n, length) for x in (ids, attention, types))
     # Each window keeps the positions its tokens had, so every position embedding trains during the
     # warm-up (starting every window at 0 would train only the first ``length``). This alone did not stop
     # the fall back to the plateau at a switch from 8 to 128 tokens; the doubling schedule did
     # (docs/finetune.md). The padding columns added above sit past T and reuse position T - 1.
     position_ids = torch.arange(n * length).clamp(max=T - 1).reshape(n, length).repeat(B, 1)  # (B * n, length)
-    keep = attention.any(1)  # (B * n,)
-    return {"input_ids": ids[keep], "attention_mask": attention[keep], "token_type_ids": types[keep],
-            "keys": window_keys.reshape(-1)[keep], "position_ids": position_ids[keep]}
+    keep = rows["attention_mask"].any(1)  # (B * n,)
+    return {**{k: v[keep] for k, v in rows.items()}, "keys": window_keys.reshape(-1)[keep],
+            "position_ids": position_ids[keep]}
 
 
 class BatchStream:
@@ -168,8 +190,9 @@ class BatchStream:
             while not self._stop.is_set():
                 start = position + self.rank * share
                 keys = np.arange(start, start + share, dtype=np.int64)
-                ids, types = self.data.examples("train", self.positions_to_indices(keys))
-                batch = to_batch(ids, types, keys, self.data.special_ids["pad"])
+                indices = self.positions_to_indices(keys)
+                ids, types = self.data.examples("train", indices)
+                batch = to_batch(ids, types, keys, self.data.special_ids["pad"], self.data.word_starts("train", indices))
                 if self.pin_memory:
                     batch = {k: v.pin_memory() for k, v in batch.items()}
                 while not self._stop.is_set():
@@ -203,4 +226,4 @@ def eval_batches(data: PretrainingData, num_examples: int, batch_size: int):
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(n, start + batch_size))
         ids, types = data.examples(split, idx)
-        yield to_batch(ids, types, idx + EVAL_KEY_OFFSET, data.special_ids["pad"])
+        yield to_batch(ids, types, idx + EVAL_KEY_OFFSET, data.special_ids["pad"], data.word_starts(split, idx))
