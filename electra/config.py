@@ -468,15 +468,21 @@ _PRESET_MODELS = {
                  intermediate_size=512),
     "small": dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
                   intermediate_size=1024),
+    # The released ELECTRA-Small ("Small++", paper appendix D): Small's encoder, trained on 512-token examples.
+    "small++": dict(embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4,
+                    intermediate_size=1024),
     "base": dict(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072),
     "large": dict(embedding_size=1024, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                   intermediate_size=4096),
 }
-_PRESET_GENERATOR = {"tiny": 0.25, "small": 0.25, "base": 1 / 3, "large": 0.25}
+# Small++ used a generator as wide as the discriminator (google-research/electra issue 39 and README:
+# "generator_hidden_size: 1.0" for ELECTRA-Small), unlike the paper's Small.
+_PRESET_GENERATOR = {"tiny": 0.25, "small": 0.25, "small++": 1.0, "base": 1 / 3, "large": 0.25}
 _PRESET_TRAIN = {
     "tiny": dict(learning_rate=5e-4, batch_size=32, max_steps=10_000, warmup_steps=1_000),
     "small": dict(learning_rate=5e-4, batch_size=128, max_steps=1_000_000, warmup_steps=10_000),
+    "small++": dict(learning_rate=5e-4, batch_size=128, max_steps=4_000_000, warmup_steps=10_000),  # 4x longer
     "base": dict(learning_rate=2e-4, batch_size=256, max_steps=766_000, warmup_steps=10_000),
     "large": dict(learning_rate=2e-4, batch_size=2048, max_steps=400_000, warmup_steps=10_000,
                   mask_prob=0.25),

@@ -74,3 +74,31 @@ def test_a_tokenizer_that_differs_in_one_entry_is_refused_naming_it(hub, tmp_pat
     assert f"its tokenizer differs from the --init checkpoint's vocabulary at id {i} ('narwhal' in the data, " \
            f"'whale' in" in proc.stderr and "electra data build --tokenizer" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_papers_two_phases_short_then_long_examples_as_two_commands(hub, tmp_path):
+    """Phase 1 on short examples, phase 2 on long ones from phase 1's export (toy scale: 16 then 64 tokens;
+    the paper's 128 then 512), with the CLI as the README shows it."""
+    from electra.cli import main
+    text = hub / "corpus.txt"
+    for length in (16, 64):
+        build_dataset([text], hub / "tok", tmp_path / f"data{length}", max_seq_length=length, progress=False)
+    small = ["--set", "model.hidden_size=32", "--set", "model.embedding_size=24", "--set", "model.intermediate_size=64",
+             "--set", "model.num_hidden_layers=2", "--set", "train.batch_size=8", "--quiet"]
+    assert main(["pretrain", "--preset", "tiny", "--data", str(tmp_path / "data16"), "--out", str(tmp_path / "p1"),
+                 "--max-steps", "3", *small]) == 0
+    assert main(["export", str(tmp_path / "p1"), "--out", str(tmp_path / "p1" / "hf")]) == 0
+    assert main(["pretrain", "--preset", "tiny", "--init", str(tmp_path / "p1" / "hf"), "--data",
+                 str(tmp_path / "data64"), "--out", str(tmp_path / "p2"), "--max-steps", "3",
+                 "--set", "train.batch_size=8", "--set", "train.learning_rate=1e-12", "--quiet"]) == 0
+    from electra.data.loader import PretrainingData
+    start = json.loads((tmp_path / "p2" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["train_examples"] == PretrainingData(tmp_path / "data64").num_examples("train")
+    config = json.loads((tmp_path / "p2" / "config.json").read_text())
+    assert config["model"]["hidden_size"] == 32  # the architecture came from phase 1's export
+    phase1 = load_file(str(tmp_path / "p1" / "hf" / "discriminator" / "model.safetensors"))
+    phase2 = load_file(str(latest_checkpoint(tmp_path / "p2") / "model.safetensors"))
+    # the positions phase 1 trained (its examples had 16 tokens) carry over; phase 2 trains the rest
+    name = "electra.embeddings.position_embeddings.weight"
+    assert torch.allclose(phase2["discriminator." + name][:16], phase1[name][:16], atol=1e-6)
+    assert json.loads((tmp_path / "p2" / "run.json").read_text())["init"] == str(tmp_path / "p1" / "hf")
