@@ -109,11 +109,12 @@ def cmd_demo(args) -> None:
 
 def _reader_options(args) -> dict:
     """Reader options given on the command line (None = not given: the reader detects the layout)."""
+    def column(value):  # a name, or a 0-based index (negative: from the end)
+        return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
     if args.task == "tagging":
-        return {"token_column": args.token_column, "tag_column": args.tag_column}
+        return {"token_column": column(args.token_column), "tag_column": column(args.tag_column)}
     if args.task == "classification":
-        def column(value):  # a name, or a 0-based index
-            return int(value) if value is not None and value.isdigit() else value
 
         return {"text_column": column(args.text_column), "text_pair_column": column(args.text_pair_column),
                 "label_column": column(args.label_column), "glue_task": args.glue_task}
@@ -275,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--text-column", default=None, help="column name or 0-based index")
     sp.add_argument("--text-pair-column", default=None)
     sp.add_argument("--label-column", default=None)
-    sp.add_argument("--token-column", type=int, default=0, help="tagging: 0-based column of the tokens")
-    sp.add_argument("--tag-column", type=int, default=-1, help="tagging: 0-based column of the tags (-1: last)")
+    sp.add_argument("--token-column", default=None,
+                    help="tagging: CoNLL: 0-based column of the tokens (default 0); a table: its name (default "
+                         "tokens or words)")
+    sp.add_argument("--tag-column", default=None,
+                    help="tagging: CoNLL: 0-based column of the tags (default -1, the last); a table: its name "
+                         "(default tags, ner_tags, pos_tags or labels)")
 
     sp = verb(verbs, "evaluate", cmd_evaluate)
     sp.add_argument("--model", required=True, help="the --out folder of `electra finetune`")

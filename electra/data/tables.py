@@ -113,3 +113,47 @@ def datasets_rows(path: Path, column: str) -> Iterator[tuple[int, str, float]]:
         for value in batch[column]:
             row += 1
             yield row, _text(value, path, row, column), row / total
+
+
+def is_table(path: Path) -> bool:
+    """A parquet file or a datasets folder: read by rows of named columns."""
+    path = Path(path)
+    return is_datasets_folder(path) or path.name.lower().endswith(".parquet")
+
+
+def table_records(path: Path) -> list[tuple[int, dict]]:
+    """Every row of a (small: a task's) parquet file or datasets folder as (row number from 1, {column: value}).
+    A datasets ``ClassLabel`` column (or a sequence of them, as NER tags are) gives its label names, not ints.
+    A DatasetDict folder is refused with its splits: fine-tuning reads one split a file."""
+    path = Path(path)
+    if path.is_dir():
+        datasets = _need("datasets", "datasets", "a datasets folder")
+        if (path / "dataset_dict.json").is_file():
+            splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+            raise UserError(f"{path}: a DatasetDict; give one split's folder ({', '.join(str(path / s) for s in splits)})")
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"{path}: not a readable datasets folder ({str(e).splitlines()[0][:120]})") from None
+        names = {col: _label_names(feature) for col, feature in ds.features.items()}
+        rows = ds.to_list()
+    else:
+        pq = _need("pyarrow.parquet", "parquet", "parquet files")
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"{path}: not a readable parquet file ({str(e).splitlines()[0][:120]})") from None
+        names = {}
+    for row in rows:
+        for col, labels in names.items():
+            if labels is not None and row.get(col) is not None:
+                value = row[col]
+                row[col] = [labels[v] for v in value] if isinstance(value, list) else labels[value]
+    return list(enumerate(rows, 1))
+
+
+def _label_names(feature) -> list[str] | None:
+    """The names of a ClassLabel feature, or of one inside a Sequence/list feature; else None."""
+    inner = getattr(feature, "feature", feature)  # Sequence(ClassLabel) / List(ClassLabel)
+    names = getattr(inner, "names", None)
+    return list(names) if isinstance(names, list) else None

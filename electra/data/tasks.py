@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from electra.data.examples import ClassificationExample, QAAnswer, QAExample, TaggingExample
+from electra.data.tables import is_table, table_records
 from electra.errors import UserError
 
 Column = int | str | None
@@ -184,17 +185,20 @@ def read_classification(path: str | Path, *, text_column: Column = None, text_pa
     With ``has_labels=False`` every label is None, whatever the file holds.
     """
     path = Path(path)
-    fmt = _format(path, {"tsv": "tsv", "txt": "tsv", "csv": "csv", "jsonl": "jsonl"})
+    fmt = "table" if is_table(path) else _format(path, {"tsv": "tsv", "txt": "tsv", "csv": "csv", "jsonl": "jsonl",
+                                                        "parquet": "parquet"})
     if glue_task is not None and glue_task not in GLUE_TASKS:
         raise UserError(f"{path}: unknown GLUE task {_clip(glue_task)}; choose one of {', '.join(GLUE_TASKS)}")
     if glue_task is not None and fmt != "tsv":
         raise UserError(f"{path}: a GLUE task needs its .tsv file; for a .{fmt} file name the columns instead")
     specs = {"text": text_column, "text_pair": text_pair_column, "label": label_column}
-    lines = _read_lines(path)
-    if fmt == "jsonl":
-        examples, info = _read_jsonl(path, lines, specs, has_labels)
+    if fmt == "table":
+        examples, info = _read_records(path, table_records(path), specs, has_labels, "table")
+    elif fmt == "jsonl":
+        examples, info = _read_records(path, _json_records(path, _read_lines(path), '{"text": "...", "label": "..."}'),
+                                       specs, has_labels, "jsonl")
     else:
-        examples, info = _read_table(path, lines, fmt, specs, glue_task, has_labels)
+        examples, info = _read_table(path, _read_lines(path), fmt, specs, glue_task, has_labels)
     if not has_labels:
         info["columns"]["label"] = None
     info["is_regression"] = _finish_labels(examples, info.pop("regression"))
@@ -316,13 +320,16 @@ def _read_table(path: Path, lines: list[str], fmt: str, specs: dict, glue_task: 
                       "columns": used, "regression": regression}
 
 
-def _read_jsonl(path: Path, lines: list[str], specs: dict, has_labels: bool):
-    records = _json_records(path, lines, '{"text": "...", "label": "..."}')
+def _read_records(path: Path, records: list[tuple[int, dict]], specs: dict, has_labels: bool, fmt: str):
+    """Named fields: JSONL lines, or the rows of a parquet file or datasets folder (``fmt`` "table", rows
+    numbered from 1 where a JSONL line number would be)."""
     if not records:
-        raise UserError(f'{path}: the file is empty; give one JSON object like {{"text": "...", "label": "..."}} a line')
+        raise UserError(f'{path}: the file is empty; give one JSON object like {{"text": "...", "label": "..."}} a line'
+                        if fmt == "jsonl" else f"{path}: the table has no rows")
     for key, spec in specs.items():
         if isinstance(spec, int):
-            raise UserError(f"{path}: {_FLAGS[key]} {spec} is an index, but JSONL fields have names; give a field name")
+            raise UserError(f"{path}: {_FLAGS[key]} {spec} is an index, but {'JSONL fields' if fmt == 'jsonl' else 'columns'} "
+                            f"have names; give a name")
     keys = dict.fromkeys(key for _, record in records for key in record)  # every field of any line
     fields = {key: specs.get(key) or next((n for n in options if n in keys), None) for key, options in _OBVIOUS.items()}
     if fields["text"] is None:
@@ -348,7 +355,7 @@ def _read_jsonl(path: Path, lines: list[str], specs: dict, has_labels: bool):
         guid = record.get(fields["id"]) if fields["id"] else None
         guid = str(guid) if isinstance(guid, (str, int)) and not isinstance(guid, bool) else str(lineno)
         examples.append(ClassificationExample(text, pair, label, guid, f"{path}:{lineno}"))
-    return examples, {"format": "jsonl", "layout": "columns", "glue_task": None, "header": None,
+    return examples, {"format": fmt, "layout": "columns", "glue_task": None, "header": None,
                       "columns": {key: fields[key] for key in _FLAGS}, "regression": None}
 
 
@@ -390,9 +397,11 @@ def check_labels(train_labels: list[str], examples, path: str | Path) -> None:
 
 # --------------------------------------------------------------------------- tagging (CoNLL)
 
-def read_conll(path: str | Path, *, token_column: int = 0, tag_column: int = -1,
+def read_conll(path: str | Path, *, token_column: int | str | None = None, tag_column: int | str | None = None,
                has_labels: bool = True) -> list[TaggingExample]:
-    """Reads CoNLL-style tagging data: one token a line, a blank line between sentences.
+    """Reads CoNLL-style tagging data: one token a line, a blank line between sentences (columns default to
+    0 and -1); or a parquet file or datasets folder with a list of tokens and a list of tags a row (columns by
+    name, default ``tokens``/``words`` and ``tags``/``ner_tags``/``pos_tags``/``labels``).
 
     A line holding a tab is split on tabs (so tokens may contain spaces), any other on whitespace.
     Columns are 0-based, negative ones count from the end. ``-DOCSTART-`` lines end a sentence and
@@ -401,6 +410,10 @@ def read_conll(path: str | Path, *, token_column: int = 0, tag_column: int = -1,
     then "#" is a token, as in "# NN" in a space-separated file.
     """
     path = Path(path)
+    if is_table(path):
+        return _tagging_records(path, table_records(path), token_column, tag_column, has_labels)
+    token_column = 0 if token_column is None else token_column
+    tag_column = -1 if tag_column is None else tag_column
     for name, value in (("token_column", token_column), ("tag_column", tag_column)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise UserError(f"{path}: {name} {_clip(value)} must be a 0-based column index (an integer)")
@@ -451,6 +464,42 @@ def read_conll(path: str | Path, *, token_column: int = 0, tag_column: int = -1,
     return examples
 
 
+_TOKEN_COLUMNS, _TAG_COLUMNS = ("tokens", "words"), ("tags", "ner_tags", "pos_tags", "labels")
+
+
+def _tagging_records(path: Path, records: list[tuple[int, dict]], token_column, tag_column,
+                     has_labels: bool) -> list[TaggingExample]:
+    """Rows of a token list and a tag list (datasets' conll2003 layout: ``tokens``, ``ner_tags``)."""
+    if not records:
+        raise UserError(f"{path}: the table has no rows")
+    columns = list(records[0][1])
+    for name, value in (("--token-column", token_column), ("--tag-column", tag_column)):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{path}: {name} {_clip(value)} is an index, but a table's columns have names "
+                            f"({_names(columns)}); give a name")
+    token_column = token_column or next((c for c in _TOKEN_COLUMNS if c in columns), None)
+    tag_column = tag_column or next((c for c in _TAG_COLUMNS if c in columns), None)
+    for name, value in (("--token-column", token_column), ("--tag-column", tag_column if has_labels else "")):
+        if value is None or (value and value not in columns):
+            raise UserError(f"{path}: no {'token' if 'token' in name else 'tag'} column "
+                            f"{'found' if value is None else _clip(value)}; give {name} (columns: {_names(columns)})")
+    examples = []
+    for row, record in records:
+        words, tags = record.get(token_column), record.get(tag_column) if has_labels else None
+        if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+            raise UserError(f"{path}: row {row}: {token_column!r} is not a list of non-empty strings")
+        if has_labels:
+            if not isinstance(tags, list) or len(tags) != len(words) or any(t is None or t == "" for t in tags):
+                raise UserError(f"{path}: row {row}: {tag_column!r} must be a list of one tag per token "
+                                f"({len(words)} tokens)")
+            tags = [str(t) for t in tags]
+        if words:
+            examples.append(TaggingExample(list(words), tags, f"{path}:{row}"))
+    if not examples:
+        raise UserError(f"{path}: no sentences found (every row's token list is empty)")
+    return examples
+
+
 # --------------------------------------------------------------------------- QA (SQuAD)
 
 def _json_type(value) -> str:
@@ -485,6 +534,8 @@ def read_squad(path: str | Path) -> tuple[list[QAExample], str]:
     empty), and question ids must be unique.
     """
     path = Path(path)
+    if is_table(path):
+        return _squad_records(path, table_records(path))
     text = "\n".join(_read_lines(path))
     try:
         root = json.loads(text)
@@ -525,6 +576,36 @@ def read_squad(path: str | Path) -> tuple[list[QAExample], str]:
     return examples, version or ("2.0" if impossible_seen else "1.1")
 
 
+def _squad_records(path: Path, records: list[tuple[int, dict]]) -> tuple[list[QAExample], str]:
+    """The datasets layout of SQuAD: ``id``, ``question``, ``context``, ``answers`` {``text``: [...],
+    ``answer_start``: [...]}, ``title`` optional; no answer = unanswerable (SQuAD v2.0)."""
+    examples, seen, impossible_seen = [], {}, False
+    for row, r in records:
+        where = f"row {row}"
+        for key in ("id", "question", "context", "answers"):
+            if key not in r:
+                raise UserError(f"{path}: {where}: no {key!r} column; expected SQuAD's columns id, question, "
+                                f"context, answers (columns: {_names(r)})")
+        qid = str(r["id"])
+        if qid in seen:
+            raise UserError(f"{path}: {where}: duplicate id {_clip(qid)} (first at row {seen[qid]}); question ids "
+                            f"must be unique")
+        seen[qid] = row
+        answers = r["answers"] or {}
+        texts, starts = answers.get("text") or [], answers.get("answer_start") or []
+        if not isinstance(r["question"], str) or not isinstance(r["context"], str) or len(texts) != len(starts):
+            raise UserError(f"{path}: {where}: question and context must be text, and answers a text list with an "
+                            f"answer_start each")
+        if any(not isinstance(s, int) or s < 0 for s in starts):
+            raise UserError(f"{path}: {where}: answers.answer_start must be character offsets (integers >= 0)")
+        impossible_seen |= not texts
+        examples.append(QAExample(qid, r["question"], r["context"], [QAAnswer(t, s) for t, s in zip(texts, starts)],
+                                  not texts, str(r.get("title") or ""), str(path)))
+    if not examples:
+        raise UserError(f"{path}: the table has no rows")
+    return examples, "2.0" if impossible_seen else "1.1"
+
+
 # --------------------------------------------------------------------------- prediction inputs
 
 def read_text_lines(path: str | Path) -> list[ClassificationExample]:
@@ -549,7 +630,8 @@ def read_text_lines(path: str | Path) -> list[ClassificationExample]:
             examples.append(ClassificationExample(parts[0], parts[1] if len(parts) == 2 else None, None,
                                                   str(lineno), f"{path}:{lineno}"))
     else:
-        examples = _read_jsonl(path, lines, dict.fromkeys(_FLAGS), has_labels=False)[0]
+        examples = _read_records(path, _json_records(path, lines, '{"text": "..."}'), dict.fromkeys(_FLAGS),
+                                 has_labels=False, fmt="jsonl")[0]
     if not examples:
         raise UserError(f"{path}: no texts found; give one text a line")
     return examples
