@@ -83,13 +83,27 @@ def matthews_corrcoef(preds: Sequence, labels: Sequence) -> float:
 # --------------------------------------------------------------------------- regression
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation; 0.0 when either side is constant or empty (scipy would return NaN)."""
+    """Pearson correlation; NaN when any value is not finite (as scipy), 0.0 when either side is constant or
+    empty (scipy would return NaN). Scale-safe: each side is divided by its largest magnitude, centred, and
+    divided by its largest deviation before any product, so values near 1e154 (whose squares overflow) or
+    1e-154 (whose squares underflow) give what ordinary ones do. Two points: the sign of the slope (as scipy).
+    """
     _same_length(x, y)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return math.nan
     # Test constancy directly: x - mean(x) of a constant float array need not be exactly zero.
     if len(x) == 0 or np.all(x == x[0]) or np.all(y == y[0]):
         return 0.0
-    x, y = x - x.mean(), y - y.mean()
+    if len(x) == 2:  # one ulp apart, the centred values round to unequal magnitudes: r would be 0.707
+        return float(np.sign(x[1] - x[0]) * np.sign(y[1] - y[0]))
+
+    def standardised(v: np.ndarray) -> np.ndarray:
+        v = v / np.abs(v).max()          # magnitudes near 1: the mean cannot overflow
+        v = v - v.mean()
+        return v / np.abs(v).max()       # deviations in [-1, 1]: their products cannot over- or underflow
+
+    x, y = standardised(x), standardised(y)
     return float(np.clip((x @ y) / math.sqrt(float(x @ x) * float(y @ y)), -1.0, 1.0))
 
 
@@ -108,8 +122,11 @@ def _average_ranks(x: Sequence[float]) -> np.ndarray:
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho: Pearson of the average ranks (ties get the mean rank)."""
+    """Spearman's rho: Pearson of the average ranks (ties get the mean rank); NaN when any value is not finite
+    (a NaN has no rank: scipy gives NaN too)."""
     _same_length(x, y)
+    if not (np.isfinite(np.asarray(x, dtype=np.float64)).all() and np.isfinite(np.asarray(y, dtype=np.float64)).all()):
+        return math.nan
     return pearson(_average_ranks(x), _average_ranks(y))
 
 
@@ -280,7 +297,7 @@ def _squad_v1(examples: Sequence[QAExample], predictions: Mapping[str, str]) -> 
 
 
 def _best_thresh(preds: Mapping[str, str], scores: dict, na_probs: Mapping[str, float],
-                 has_ans: dict) -> tuple[float, float]:
+                 has_ans: dict, floor: float = 0.0) -> tuple[float, float]:
     """Official ``find_best_thresh``: sweep the no-answer threshold up through the sorted na_probs.
 
     Below every probability all questions are answered "no answer" (each NoAns question scores 1);
@@ -288,7 +305,7 @@ def _best_thresh(preds: Mapping[str, str], scores: dict, na_probs: Mapping[str, 
     score if it has an answer and losing 1 if it has none and we now answer it anyway.
     """
     cur = sum(1 for q in scores if not has_ans[q] and q in preds)   # official: all NoAns questions
-    best, best_thresh = cur, 0.0
+    best, best_thresh = cur, floor  # official: 0.0, below every probability (``floor`` for other scales)
     for qid in sorted(na_probs, key=lambda k: na_probs[k]):          # stable: ties keep dict order
         if qid not in scores or qid not in preds:
             continue
@@ -300,12 +317,16 @@ def _best_thresh(preds: Mapping[str, str], scores: dict, na_probs: Mapping[str, 
 
 def squad_evaluate(examples: Sequence[QAExample], predictions: Mapping[str, str],
                    na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0,
-                   version: str = "2.0") -> dict:
+                   version: str = "2.0", na_prob_floor: float = 0.0) -> dict:
     """Score SQuAD predictions (qid -> answer text, "" = no answer) as the official scripts do.
 
     v2.0: keys exact, f1, total, then HasAns_* and NoAns_* (each only when such questions exist),
     then best_exact, best_exact_thresh, best_f1, best_f1_thresh when ``na_probs`` is given. A
-    prediction is replaced by "no answer" when its na_prob > ``na_prob_thresh``. Gold answers that
+    prediction is replaced by "no answer" when its na_prob > ``na_prob_thresh``. ``na_probs`` may be any score
+    that rises with "no answer" (the official script takes probabilities; the fine-tuning passes raw
+    null-score differences); best_*_thresh is on its scale: answering "no answer" above it gives best_*.
+    ``na_prob_floor``: the threshold reported when answering "no answer" everywhere is best (the official 0.0
+    for probabilities; below every score for another scale). Gold answers that
     normalise to "" are dropped; a question with none left (or ``is_impossible``) has gold "".
     v1.1: keys exact (the script's "exact_match"), f1 and total.
 
@@ -351,6 +372,7 @@ def squad_evaluate(examples: Sequence[QAExample], predictions: Mapping[str, str]
         if qids:
             out.update({f"{name}_{k}": v for k, v in block(qids).items()})
     if na_probs is not None:
-        out["best_exact"], out["best_exact_thresh"] = _best_thresh(predictions, exact_raw, na_probs, has_ans)
-        out["best_f1"], out["best_f1_thresh"] = _best_thresh(predictions, f1_raw, na_probs, has_ans)
+        out["best_exact"], out["best_exact_thresh"] = _best_thresh(predictions, exact_raw, na_probs, has_ans,
+                                                                   na_prob_floor)
+        out["best_f1"], out["best_f1_thresh"] = _best_thresh(predictions, f1_raw, na_probs, has_ans, na_prob_floor)
     return out

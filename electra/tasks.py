@@ -331,7 +331,8 @@ class QATask(Task):
 
     def __init__(self, options=None, state=None):
         super().__init__(options, state)
-        self.version = (state or {}).get("version", "1.1")
+        self.version = (state or {}).get("version", "1.1")   # of the training file: what the model learned
+        self.eval_version: str | None = None                  # of the file being evaluated: how it is scored
         self.qa_options: dict[str, Any] = {}
 
     @property
@@ -349,7 +350,12 @@ class QATask(Task):
         return examples
 
     def read_eval(self, path: Path):
-        examples, _ = readers.read_squad(path)
+        """The file's questions; it is scored with its own SQuAD version. A model trained on v1.1 has never
+        been shown an unanswerable question: its "no answer" decisions on a v2.0 file are untrained (warned)."""
+        examples, self.eval_version = readers.read_squad(path)
+        if self.eval_version == "2.0" and self.version != "2.0":
+            self.warnings["questions scored as SQuAD v2.0 by a model trained on v1.1 (no unanswerable questions): "
+                          "its no-answer predictions are untrained"] += len(examples)
         return examples
 
     read_predict = read_eval
@@ -396,7 +402,8 @@ class QATask(Task):
         for i, (s, e) in enumerate(outputs):
             start[i, :len(s)], end[i, :len(e)] = s, e
         return postprocess_qa(examples, features.extra, start, end, n_best_size=o.get("n_best_size", 20),
-                              max_answer_length=o.get("max_answer_length", 30), version_2=self.version == "2.0",
+                              max_answer_length=o.get("max_answer_length", 30),
+                              version_2=(self.eval_version or self.version) == "2.0",
                               null_score_diff_threshold=o.get("null_score_diff_threshold", 0.0))
 
     def predictions(self, examples, features, outputs) -> list[dict]:
@@ -414,10 +421,14 @@ class QATask(Task):
 
     def metrics(self, examples, features, outputs):
         answers, _, null_diff = self._decode(examples, features, outputs)
-        if self.version == "2.0":
-            # the official script's na_probs: any monotone score works for the threshold search
-            na = {q: 1 / (1 + math.exp(-max(-50.0, min(50.0, d)))) for q, d in null_diff.items()}
-            return metrics.squad_evaluate(examples, answers, na_probs=na, version="2.0")
+        if (self.eval_version or self.version) == "2.0":
+            # The raw score_null - best_non_null as the official script's na_probs (Google's pipeline passes
+            # the raw null odds too): a squashed score (a sigmoid) ties every question beyond ~37 in float64 and
+            # the threshold search then reaches scores no threshold gives. The answers already apply
+            # null_score_diff_threshold, so no second threshold (inf); best_*_thresh is on the same scale.
+            floor = min((d for d in null_diff.values() if math.isfinite(d)), default=0.0) - 1.0
+            return metrics.squad_evaluate(examples, answers, na_probs=null_diff, na_prob_thresh=math.inf,
+                                          version="2.0", na_prob_floor=floor)
         return metrics.squad_evaluate(examples, answers, version="1.1")
 
 

@@ -146,6 +146,18 @@ def test_qa_end_to_end_skips_missing_answers_and_exports(model_dir, files, tmp_p
     for r in rows:
         if r["answer"]:
             assert contexts[r["id"]][r["start"]:r["end"]] == r["answer"]  # character span into the context
+    # Issue 25: this v1.1-trained model evaluates a v2.0 file, scored as v2.0 (the file's version), with a warning
+    v2 = json.loads(files["qa_dev"].read_text())
+    v2["version"] = "v2.0"
+    v2["data"][0]["paragraphs"].append({"context": "nothing to see here .", "qas": [
+        {"id": "none", "question": "what is the answer ?", "answers": [], "is_impossible": True}]})
+    (tmp_path / "dev-v2.json").write_text(json.dumps(v2))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(tmp_path / "dev-v2.json"),
+                 "--out", str(tmp_path / "v2.json")]) == 0
+    scored = json.loads((tmp_path / "v2.json").read_text())
+    assert scored["total"] == 31 and scored["NoAns_total"] == 1 and {"best_f1", "best_f1_thresh"} <= set(scored)
+    assert "scored as SQuAD v2.0 by a model trained on v1.1" in capsys.readouterr().err
 
 
 def test_scratch_init_keeps_the_architecture_but_not_the_weights(model_dir, files, tmp_path):

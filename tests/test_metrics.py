@@ -465,3 +465,60 @@ def test_squad_v2_equals_official_on_random_data(rows, thresh):
         data1 = [{"title": "t", "paragraphs": [{"context": "c", "qas": [qa for qa, _ in v1]}]}]
         ours, off = squad_evaluate([ex for _, ex in v1], preds, version="1.1"), official.evaluate_v1(data1, preds)
         assert (ours["exact"], ours["f1"]) == (off["exact_match"], off["f1"])
+
+
+# --------------------------------------------------------------------------- issue 25
+
+def test_the_best_threshold_is_searched_on_the_raw_null_score_differences():
+    """Two questions whose null-score differences (45, 40) a sigmoid would both round to 1.0 in float64: the
+    tie then let the official search reach 100, which no threshold gives. On the raw scale: 50."""
+    from electra.data.examples import QAAnswer, QAExample
+    from electra.tasks import QATask
+    examples = [QAExample("has", "q?", "Paris is big", [QAAnswer("Paris", 0)]),
+                QAExample("no", "q?", "France", [], is_impossible=True)]
+    answers, null_diff = {"has": "Paris", "no": "France"}, {"has": 45.0, "no": 40.0}
+    squashed = {q: 1 / (1 + math.exp(-d)) for q, d in null_diff.items()}
+    assert squashed["has"] == squashed["no"] == 1.0  # the tie
+    assert squad_evaluate(examples, answers, na_probs=squashed)["best_exact"] == 100.0  # the old, wrong value
+    task = QATask(state={"version": "2.0", "labels": []})
+    task._decode = lambda examples, features, outputs: (answers, {}, null_diff)
+    scored = task.metrics(examples, None, None)
+    assert scored["best_exact"] == 50.0 and scored["exact"] == 50.0
+    # the threshold is on null_score_diff_threshold's scale: "no answer" above it; here, answering both (40
+    # and 45 are <= 45) or neither is best, and neither comes first: the reported floor is below both
+    assert scored["best_exact_thresh"] == 39.0
+
+
+def test_a_v1_trained_task_scores_a_v2_file_as_v2(tmp_path):
+    from electra.tasks import QATask
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [
+        {"id": "a", "question": "?", "answers": [], "is_impossible": True}]}]}]}))
+    task = QATask(state={"version": "1.1", "labels": []})
+    examples = task.read_eval(path)
+    assert task.eval_version == "2.0" and task.version == "1.1" and sum(task.warnings.values()) == 1
+    task._decode = lambda examples, features, outputs: ({"a": ""}, {}, {"a": 3.0})
+    assert task.metrics(examples, None, None)["NoAns_exact"] == 100.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_correlations_of_non_finite_values_are_nan(bad):
+    assert math.isnan(pearson([1, bad, 3], [1, 2, 3])) and math.isnan(spearman([1, bad, 3], [1, 2, 3]))
+    assert math.isnan(pearson([1, 2, 3], [1, 2, bad])) and math.isnan(spearman([1, 2, 3], [1, 2, bad]))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e154, 1e200, 1e-154, 1e-200])
+def test_pearson_is_scale_safe(scale):
+    x = np.array([0.3, 1.7, 2.2, 3.9, 5.1, 6.0])
+    y = np.array([0.5, 1.9, 2.0, 4.4, 4.8, 6.3])
+    expected = float(np.corrcoef(x, y)[0, 1])  # ordinary magnitudes: 0.98...
+    assert expected > 0.98
+    assert pearson(x * scale, y * scale) == pytest.approx(expected, rel=1e-12)
+    assert spearman(x * scale, y * scale) == pytest.approx(1.0)
+
+
+def test_pearson_of_two_points_one_ulp_apart_is_the_sign_of_the_slope():
+    a, b = 1.0, float(np.nextafter(1.0, 2.0))
+    assert pearson([a, b], [a, b]) == 1.0 and pearson([a, b], [b, a]) == -1.0
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert pearson([a, b], [a, b]) == scipy_stats.pearsonr([a, b], [a, b])[0]
