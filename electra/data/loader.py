@@ -192,7 +192,8 @@ class BatchStream:
                 keys = np.arange(start, start + share, dtype=np.int64)
                 indices = self.positions_to_indices(keys)
                 ids, types = self.data.examples("train", indices)
-                batch = to_batch(ids, types, keys, self.data.special_ids["pad"], self.data.word_starts("train", indices))
+                batch = to_batch(ids, types, keys, self.data.special_ids["pad"],
+                                 self.data.word_starts("train", indices))
                 if self.pin_memory:
                     batch = {k: v.pin_memory() for k, v in batch.items()}
                 while not self._stop.is_set():

@@ -130,7 +130,8 @@ def table_records(path: Path) -> list[tuple[int, dict]]:
         datasets = _need("datasets", "datasets", "a datasets folder")
         if (path / "dataset_dict.json").is_file():
             splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
-            raise UserError(f"{path}: a DatasetDict; give one split's folder ({', '.join(str(path / s) for s in splits)})")
+            shown = ", ".join(str(path / split) for split in splits)
+            raise UserError(f"{path}: a DatasetDict; give one split's folder ({shown})")
         try:
             ds = datasets.load_from_disk(str(path))
         except Exception as e:  # noqa: BLE001

@@ -328,8 +328,8 @@ def _read_records(path: Path, records: list[tuple[int, dict]], specs: dict, has_
                         if fmt == "jsonl" else f"{path}: the table has no rows")
     for key, spec in specs.items():
         if isinstance(spec, int):
-            raise UserError(f"{path}: {_FLAGS[key]} {spec} is an index, but {'JSONL fields' if fmt == 'jsonl' else 'columns'} "
-                            f"have names; give a name")
+            named = "JSONL fields" if fmt == "jsonl" else "columns"
+            raise UserError(f"{path}: {_FLAGS[key]} {spec} is an index, but {named} have names; give a name")
     keys = dict.fromkeys(key for _, record in records for key in record)  # every field of any line
     fields = {key: specs.get(key) or next((n for n in options if n in keys), None) for key, options in _OBVIOUS.items()}
     if fields["text"] is None:

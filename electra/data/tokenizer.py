@@ -98,18 +98,17 @@ def train_tokenizer(inputs: list, vocab_size: int, out_dir: str | Path, *, lower
     """Train a BERT-style WordPiece vocabulary of ``vocab_size`` entries on a corpus and save it to ``out_dir``.
 
     ``inputs``: corpus files or folders (see ``corpus.find_corpus_files``); ``text_column`` names the text of
-    JSONL records and table rows. The special tokens come
-    first, so [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4. ``out_dir`` must be new or empty; it is
-    written atomically (a temporary folder beside it, renamed at the end), with TOKENIZER_REPORT: the
-    held-out slice's [UNK] rate and characters per token, and how many characters the alphabet kept.
+    JSONL records and table rows. The special tokens come first, so [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3,
+    [MASK]=4. ``out_dir`` must be new or empty; it is written atomically (a temporary folder beside it, renamed
+    at the end), with TOKENIZER_REPORT: the held-out slice's [UNK] rate and characters per token, and how many
+    characters the alphabet kept.
 
     The alphabet follows the corpus: every character that occurs at least ``min_char_frequency`` times in the
     training lines, the most frequent first, up to half the vocabulary (the rest is for word pieces;
     ``min_frequency`` is what a merged piece needs). A character costs one entry, an unknown one an [UNK] in
     every text that has it: on People's Daily keeping the characters seen once took the held-out [UNK] rate
-    from 0.11% to 0.075%. Uncased training
-    (``lowercase``) is refused with a UserError when it would change letters beyond case and European accents
-    (Korean, Japanese, ...), unless ``force_uncased``.
+    from 0.11% to 0.075%. Uncased training (``lowercase``) is refused with a UserError when it would change
+    letters beyond case and European accents (Korean, Japanese, ...), unless ``force_uncased``.
     """
     from electra.data.corpus import CorpusReader, find_corpus_files  # corpus imports this module
 
@@ -124,7 +123,7 @@ def train_tokenizer(inputs: list, vocab_size: int, out_dir: str | Path, *, lower
     tok = _bert_pipeline(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
                                    max_input_chars_per_word=100), lowercase)
 
-    scan = _scan_corpus(CorpusReader(files, text_column))
+    scan = _scan_corpus(CorpusReader(files, text_column), progress)
     if scan.num_lines == 0:
         raise UserError(f"{' '.join(map(str, files))}: the corpus has no text; give files with at least one non-empty line")
     altered_share = _check_uncased(scan, refuse=not force_uncased) if lowercase else 0.0
@@ -210,10 +209,14 @@ def _is_held_out(line_number: int, held_so_far: int) -> bool:
     return line_number % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 and held_so_far < HELD_OUT_MAX_LINES
 
 
-def _scan_corpus(reader) -> _CorpusScan:
+def _scan_corpus(reader, progress: bool = False) -> _CorpusScan:
+    from tqdm import tqdm
+
     scan = _CorpusScan()
+    bar = tqdm(total=reader.total_bytes, unit="B", unit_scale=True, desc="reading", disable=not progress)
     for line in reader:
         if line is None:
+            bar.update(reader.bytes_read() - bar.n)
             continue
         if _is_held_out(scan.num_lines, len(scan.held_out)):
             scan.held_out.append(line)
@@ -222,6 +225,8 @@ def _scan_corpus(reader) -> _CorpusScan:
                 scan.first_seen[c] = reader.location
             scan.raw_chars.update(line)
         scan.num_lines += 1
+    bar.update(reader.total_bytes - bar.n)
+    bar.close()
     return scan
 
 
