@@ -1,7 +1,9 @@
 """``electra study``: compute-matched comparisons of pre-training objectives, as the paper's Figure 3/4.
 
 A grid of cells (arm × FLOPs budget × seed); an arm is an objective with the preset's recipe, or
-RECIPE:OBJECTIVE (e.g. ``paper:electra`` against ``small_budget:electra``). Each cell pre-trains with ``--flops-budget`` (so
+RECIPE:OBJECTIVE (e.g. ``paper:electra`` against ``small_budget:electra``), optionally named, LABEL=ARM, so that
+one objective can appear twice with different ``--set LABEL@KEY=VALUE`` (e.g. ``wwm=electra`` and ``char=electra``
+with ``wwm@train.masking=whole_word``). Each cell pre-trains with ``--flops-budget`` (so
 the schedule ends exactly when the budget is spent), then fine-tunes the result on every probe task
 and records the dev score. The study folder::
 
@@ -67,33 +69,44 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.objective.replace(':', '-')}-{self.budget:.3g}-s{self.seed}".replace("+", "")
+        return f"{arm_label(self.objective).replace(':', '-')}-{self.budget:.3g}-s{self.seed}".replace("+", "")
 
     def pretrain_args(self) -> list[str]:
         """The arm's `electra pretrain` options: OBJECTIVE (the preset's recipe) or RECIPE:OBJECTIVE."""
-        recipe, _, objective = self.objective.rpartition(":")
+        recipe, _, objective = self.objective.partition("=")[2].rpartition(":") if "=" in self.objective \
+            else self.objective.rpartition(":")
         return [*(["--recipe", recipe] if recipe else []), "--set", f"train.objective={objective}"]
 
 
+def arm_label(arm: str) -> str:
+    """LABEL of LABEL=ARM, else the arm itself."""
+    return arm.partition("=")[0] if "=" in arm else arm
+
+
 def arm_overrides(pretrain_set: list[str], arm: str | None) -> list[str]:
-    """The study's ``--set`` values that apply to ``arm``: plain KEY=VALUE to every arm, ARM@KEY=VALUE to that
-    arm only (e.g. ``mlm@train.short_seq_length=8``); ``arm`` None (the from-scratch architecture): plain ones."""
+    """The study's ``--set`` values that apply to ``arm``: plain KEY=VALUE to every arm, ARM@KEY=VALUE (or
+    LABEL@KEY=VALUE) to that arm only (e.g. ``mlm@train.short_seq_length=8``); ``arm`` None (the from-scratch
+    architecture): plain ones."""
     out = []
     for kv in pretrain_set:
         scope, at, rest = kv.partition("@")
         if not at:
             out.append(kv)
-        elif "=" not in scope and scope == arm:
+        elif "=" not in scope and arm is not None and scope in (arm, arm_label(arm)):
             out.append(rest)
     return out
 
 
 def check_arm(arm: str) -> None:
-    """An arm of ``--objectives``: OBJECTIVE or RECIPE:OBJECTIVE (e.g. paper:electra, small_budget:mlm)."""
-    recipe, _, objective = arm.rpartition(":")
-    if objective not in OBJECTIVES or (recipe and recipe not in RECIPES):
-        raise UserError(f"--objectives: {arm!r} is not OBJECTIVE or RECIPE:OBJECTIVE with OBJECTIVE one of "
-                        f"{', '.join(OBJECTIVES)} and RECIPE one of {', '.join(RECIPES)}")
+    """An arm of ``--objectives``: [LABEL=]OBJECTIVE or [LABEL=]RECIPE:OBJECTIVE (e.g. paper:electra,
+    wwm=small_budget:electra)."""
+    label, named, spec = arm.partition("=") if "=" in arm else ("", "", arm)
+    recipe, _, objective = spec.rpartition(":")
+    if objective not in OBJECTIVES or (recipe and recipe not in RECIPES) or \
+            (named and (not label or any(c in label for c in "@:/, "))):
+        raise UserError(f"--objectives: {arm!r} is not [LABEL=]OBJECTIVE or [LABEL=]RECIPE:OBJECTIVE with OBJECTIVE "
+                        f"one of {', '.join(OBJECTIVES)} and RECIPE one of {', '.join(RECIPES)} (a LABEL has no "
+                        f"@ : / , or space)")
 
 
 def _electra(args: list[str], threads: int, log: Path) -> None:
@@ -220,9 +233,11 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
     pretrain_set, finetune_set = pretrain_set or [], finetune_set or []
     for o in objectives:
         check_arm(o)
+    if len({arm_label(o) for o in objectives}) != len(objectives):
+        raise UserError(f"--objectives: two arms share a name ({', '.join(objectives)}); label them, LABEL=ARM")
     for kv in pretrain_set:
         scope, at, _ = kv.partition("@")
-        if at and "=" not in scope and scope not in objectives:
+        if at and "=" not in scope and scope not in objectives and scope not in map(arm_label, objectives):
             raise UserError(f"--set {kv!r}: {scope!r} is not one of the study's arms ({', '.join(objectives)})")
     if not probes:
         raise UserError("give at least one --probe TASK:TRAIN:DEV")

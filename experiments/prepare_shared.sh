@@ -14,27 +14,5 @@ mkdir -p "$OUT"
 [ -d "$OUT/data" ] || electra data build --input "$SHARED/corpus" --tokenizer "$OUT/tok" --max-seq-length 128 \
   --out "$OUT/data"
 POS=$OUT/brown_pos_train6k.conll
-[ -f "$POS" ] || python3 - "$SHARED/tasks/brown_pos" "$POS" <<'PY'
-import sys
-src, dst = sys.argv[1], sys.argv[2]
-def sentences(path):
-    out, cur = [], []
-    for line in open(path, encoding="utf-8"):
-        if line.strip():
-            cur.append(line)
-        elif cur:
-            out.append(cur); cur = []
-    return out + [cur] if cur else out
-tag = lambda line: line.rstrip("\n").split("\t")[-1]
-train, dev = sentences(f"{src}/train.conll"), sentences(f"{src}/dev.conll")
-dev_tags = {tag(l) for s in dev for l in s}
-chosen = train[:6000]
-have = {tag(l) for s in chosen for l in s}
-for s in train[6000:]:
-    if ({tag(l) for l in s} - have) & dev_tags:
-        chosen.append(s); have |= {tag(l) for l in s}
-with open(dst, "w", encoding="utf-8") as f:
-    for s in chosen:
-        f.writelines(s); f.write("\n")
-print(f"{dst}: {len(chosen)} sentences")
-PY
+[ -f "$POS" ] || python3 "$(dirname "$0")/conll_slice.py" "$SHARED/tasks/brown_pos/train.conll" \
+  "$SHARED/tasks/brown_pos/dev.conll" 6000 "$POS"

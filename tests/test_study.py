@@ -108,6 +108,23 @@ def test_an_arm_names_its_recipe_and_objective():
     assert paper.name == "paper-electra-1e+14-s2".replace("+", "")
 
 
+def test_a_labelled_arm_lets_one_objective_appear_twice(setup, tmp_path):
+    from electra.study import Cell, arm_overrides, check_arm
+    wwm, char = Cell("wwm=small_budget:electra", 1e13, 1), Cell("char=small_budget:electra", 1e13, 1)
+    assert wwm.pretrain_args() == char.pretrain_args() == ["--recipe", "small_budget", "--set", "train.objective=electra"]
+    assert (wwm.name, char.name) == ("wwm-1e13-s1", "char-1e13-s1")
+    given = ["wwm@train.masking=whole_word", "train.learning_rate=1e-3"]
+    assert arm_overrides(given, "wwm=small_budget:electra") == ["train.masking=whole_word", "train.learning_rate=1e-3"]
+    assert arm_overrides(given, "char=small_budget:electra") == ["train.learning_rate=1e-3"]
+    check_arm("wwm=mlm")
+    for bad in ("=electra", "a b=electra", "wwm=bert", "x@y=electra"):
+        with pytest.raises(UserError, match="is not \\[LABEL=\\]OBJECTIVE"):
+            check_arm(bad)
+    probe = Probe.parse(f"classification:{setup / 'train.tsv'}:{setup / 'dev.tsv'}")
+    with pytest.raises(UserError, match="two arms share a name"):
+        run_study(tmp_path / "v", str(setup / "data"), "tiny", ["a=electra", "a=mlm"], [1e9], [1], [probe])
+
+
 def test_a_set_value_can_apply_to_one_arm(setup, tmp_path):
     from electra.study import arm_overrides
     given = ["train.learning_rate=1e-3", "mlm@train.short_seq_length=8", "paper:electra@train.mask_prob=0.2"]
