@@ -80,7 +80,7 @@ class HealthMonitor:
                                       f"{self.span} steps (loss "
                                       f"{mean(w, 'disc_margin'):.4f} nats below the label entropy, AUC "
                                       f"{mean(w, 'disc_auc'):.3f}): it uses no context yet. Try the small-budget "
-                                      f"recipe (--set train.recipe=small_budget) or a wider generator "
+                                      f"recipe (--recipe small_budget, for a new run) or a wider generator "
                                       f"(--set generator.hidden_fraction=1.0); docs/electra.md, 'Health checks'")))
             checks.append(("generator_too_strong",
                            lambda r: "replaced_frac" in r and r["replaced_frac"] < TOO_STRONG_FRACTION * self.mask_prob,
@@ -98,7 +98,7 @@ class HealthMonitor:
                                       f"its context. Try the sequence-length warm-up (--set train.short_seq_length=8 "
                                       f"--set train.short_seq_steps=N --set train.short_seq_schedule=doubling), "
                                       f"a generator as wide as the discriminator (--set generator.hidden_fraction="
-                                      f"1.0) or the small-budget recipe (--set train.recipe=small_budget)")))
+                                      f"1.0) or the small-budget recipe (--recipe small_budget, for a new run)")))
         return checks
 
 
