@@ -50,7 +50,8 @@ def replaced_probabilities(model: ElectraForPreTraining, tok, text: str) -> list
     return [(t, p) for t, p, special in zip(enc.tokens, probs, enc.special_tokens_mask) if not special]
 
 
-def inspect_text(model_path: Path, text: str, color: bool | None = None, out=sys.stdout) -> list[tuple[str, float]]:
+def inspect_text(model_path: Path, text: str, color: bool | None = None, out=None) -> list[tuple[str, float]]:
+    out = out or sys.stdout  # looked up at call time: a default bound at import would miss a redirected stdout
     model, tok_dir = load_discriminator(model_path)
     scored = replaced_probabilities(model, load_tokenizer(tok_dir), text)
     use_color = out.isatty() if color is None else color

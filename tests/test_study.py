@@ -92,7 +92,7 @@ def test_study_refuses_a_different_grid_in_the_same_folder(setup, tmp_path):
     (out / "study.json").write_text(json.dumps({"something": "else"}))
     with pytest.raises(UserError, match="holds a different study"):
         run_study(out, str(root / "data"), "tiny", ["electra"], [1e9], [1], [probe])
-    with pytest.raises(UserError, match="is not OBJECTIVE or RECIPE:OBJECTIVE"):
+    with pytest.raises(UserError, match=r"is not \[LABEL=\]OBJECTIVE or \[LABEL=\]RECIPE:OBJECTIVE"):
         run_study(tmp_path / "t", str(root / "data"), "tiny", ["bert"], [1e9], [1], [probe])
     with pytest.raises(UserError, match="RECIPE one of paper, small_budget"):
         run_study(tmp_path / "t", str(root / "data"), "tiny", ["cramming:mlm"], [1e9], [1], [probe])
