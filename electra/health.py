@@ -37,6 +37,8 @@ class HealthMonitor:
 
     ``unigram_entropy``: the training data's unigram entropy in nats (None: no generator check).
     ``detector``: whether the run trains a replaced-token detector (objectives electra, electra15).
+    ``recipe``, ``generator_fraction``, ``length_warmup``: what the run already does, so that a warning only
+    suggests what it does not.
     """
 
     max_steps: int
@@ -45,6 +47,9 @@ class HealthMonitor:
     unigram_entropy: float | None
     detector: bool
     log_every: int = 1
+    recipe: str = "paper"
+    generator_fraction: float = 0.25
+    length_warmup: bool = False
     fired: set[str] = field(default_factory=set)
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -71,6 +76,19 @@ class HealthMonitor:
                 out.append({"event": "warning", "step": step, "check": name, "message": message(self.history)})
         return out
 
+    def _try(self, *remedies: str) -> str:
+        """'Try A, B or C' over the remedies the run does not use yet (each named by its option)."""
+        available = {"small_budget": self.recipe != "small_budget", "wider": self.generator_fraction < 1,
+                     "warmup": not self.length_warmup}
+        words = {"small_budget": "the small-budget recipe (--recipe small_budget, for a new run)",
+                 "wider": "a generator as wide as the discriminator (--set generator.hidden_fraction=1.0)",
+                 "warmup": "the sequence-length warm-up (--set train.short_seq_length=8 --set train.short_seq_steps=N "
+                           "--set train.short_seq_schedule=doubling)"}
+        chosen = [words[r] for r in remedies if available[r]]
+        if not chosen:
+            return "This run already uses the remedies we know; a longer run may be needed (docs/electra.md)"
+        return "Try " + (chosen[0] if len(chosen) == 1 else ", ".join(chosen[:-1]) + " or " + chosen[-1])
+
     def _checks(self):
         checks = []
         if self.detector:
@@ -79,9 +97,8 @@ class HealthMonitor:
                            lambda w: (f"the discriminator has known no more than the replaced fraction for "
                                       f"{self.span} steps (loss "
                                       f"{mean(w, 'disc_margin'):.4f} nats below the label entropy, AUC "
-                                      f"{mean(w, 'disc_auc'):.3f}): it uses no context yet. Try the small-budget "
-                                      f"recipe (--recipe small_budget, for a new run) or a wider generator "
-                                      f"(--set generator.hidden_fraction=1.0); docs/electra.md, 'Health checks'")))
+                                      f"{mean(w, 'disc_auc'):.3f}): it uses no context yet. "
+                                      f"{self._try('small_budget', 'wider')}; docs/electra.md, 'Health checks'")))
             checks.append(("generator_too_strong",
                            lambda r: "replaced_frac" in r and r["replaced_frac"] < TOO_STRONG_FRACTION * self.mask_prob,
                            lambda w: (f"only {mean(w, 'replaced_frac'):.1%} of tokens are replaced (mask rate "
@@ -95,10 +112,7 @@ class HealthMonitor:
                            lambda w: (f"the masked LM's loss at corrupted positions ({mean(w, 'corrupted_loss'):.2f} "
                                       f"nats) has stayed near the corpus's unigram entropy "
                                       f"({self.unigram_entropy:.2f}): it predicts token frequencies and ignores "
-                                      f"its context. Try the sequence-length warm-up (--set train.short_seq_length=8 "
-                                      f"--set train.short_seq_steps=N --set train.short_seq_schedule=doubling), "
-                                      f"a generator as wide as the discriminator (--set generator.hidden_fraction="
-                                      f"1.0) or the small-budget recipe (--recipe small_budget, for a new run)")))
+                                      f"its context. {self._try('warmup', 'wider', 'small_budget')}")))
         return checks
 
 

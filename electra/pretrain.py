@@ -678,7 +678,8 @@ def health_monitor(cfg: PretrainConfig, data: PretrainingData,
     p = unigram[unigram > 0]
     return HealthMonitor(max_steps=t.max_steps, warmup_steps=t.warmup_steps, mask_prob=t.mask_prob,
                          unigram_entropy=float(-(p * p.log()).sum()), detector=has_binary_discriminator(cfg),
-                         log_every=t.log_every)
+                         log_every=t.log_every, recipe=cfg.recipe, generator_fraction=cfg.generator.hidden_fraction,
+                         length_warmup=bool(t.short_seq_steps))
 
 
 def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:

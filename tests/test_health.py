@@ -78,3 +78,16 @@ def test_a_stalled_run_logs_and_prints_the_warning(tmp_path, capsys):
     warnings = [r for r in records if r.get("event") == "warning"]
     assert "discriminator_stalled" in [w["check"] for w in warnings]
     assert "discriminator has known no more than the replaced fraction" in capsys.readouterr().err
+
+
+def test_a_warning_suggests_only_what_the_run_does_not_do_yet():
+    def message(**kw):
+        m = _monitor(**kw)
+        fired = [w for step in range(10, 1001, 10) for w in m.observe(_record(step, corrupted=UNIGRAM))]
+        return next(w["message"] for w in fired if w["check"] == "generator_at_unigram")
+    paper = message()
+    assert "--recipe small_budget" in paper and "hidden_fraction=1.0" in paper and "short_seq_length" in paper
+    shipped = message(recipe="small_budget", generator_fraction=1.0)
+    assert "short_seq_length" in shipped and "--recipe" not in shipped and "hidden_fraction" not in shipped
+    everything = message(recipe="small_budget", generator_fraction=1.0, length_warmup=True)
+    assert "already uses the remedies we know" in everything
