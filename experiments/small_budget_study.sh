@@ -9,8 +9,10 @@
 # recipe sets 1e-3 itself); plus from-scratch fine-tuning per seed. Evaluations every 250 steps, so each
 # run's metrics.jsonl traces eval_unigram_auc against FLOPs (experiments/yardstick_vs_flops.py).
 # Cells run seed by seed, two at a time with one thread each; at 1e14 one cell pre-trains for about an
-# hour, so the grid takes several sessions: rerun the same command to resume, after restoring the finished
-# cells (OUT/study/cells/*.json and study.json, committed under experiments/results/small_budget_study/).
+# hour, so the grid takes several sessions. To resume on a fresh machine, restore what is committed under
+# experiments/results/small_budget_study/ before running the same command with OUT=/work/exp/sb (study.json
+# records absolute paths): tok/ into OUT/tok (the WordPiece trainer breaks ties differently from run to
+# run, so the data is rebuilt from this exact vocabulary), study.json and cells/ into OUT/study/.
 set -euo pipefail
 OUT=$1; BUDGETS=${2:-1e14,1e13}; SEEDS=${3:-1,2,3}
 SHARED=${SHARED:-../shared/data}
