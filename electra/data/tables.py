@@ -92,19 +92,31 @@ def csv_rows(path: Path, column: str, lines: Iterator[str]) -> Iterator[tuple[in
                         f"({e})") from None
 
 
+def _dict_splits(path: Path) -> list[str] | None:
+    """The split names of a DatasetDict folder; None for a single Dataset's folder."""
+    if not (path / "dataset_dict.json").is_file():
+        return None
+    return json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+
+
+def _load_dataset(path: Path):
+    """One Dataset's ``save_to_disk`` folder, memory-mapped; an unreadable one is a one-line UserError."""
+    datasets = _need("datasets", "datasets", "a datasets folder")
+    try:
+        return datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001 -- datasets raises FileNotFoundError, ValueError, ...
+        raise UserError(f"{path}: not a readable datasets folder ({str(e).splitlines()[0][:120]})") from None
+
+
 def datasets_rows(path: Path, column: str) -> Iterator[tuple[int, str, float]]:
     """A ``save_to_disk`` folder; of a DatasetDict, its ``train`` split."""
-    datasets = _need("datasets", "datasets", "a datasets folder")
-    if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+    splits = _dict_splits(path)
+    if splits is not None:
         if "train" not in splits:
             raise UserError(f"{path}: a DatasetDict without a train split (it has {', '.join(splits) or 'none'}); "
                             f"give the split's folder, e.g. {path / (splits[0] if splits else 'SPLIT')}")
         path = path / "train"
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as e:  # noqa: BLE001 -- datasets raises FileNotFoundError, ValueError, ...
-        raise UserError(f"{path}: not a readable datasets folder ({str(e).splitlines()[0][:120]})") from None
+    ds = _load_dataset(path)
     if column not in ds.column_names:
         raise _columns_error(path, column, ds.column_names)
     ds = ds.select_columns([column])  # memory-mapped Arrow: iterating keeps memory bounded
@@ -127,15 +139,11 @@ def table_records(path: Path) -> list[tuple[int, dict]]:
     A DatasetDict folder is refused with its splits: fine-tuning reads one split a file."""
     path = Path(path)
     if path.is_dir():
-        datasets = _need("datasets", "datasets", "a datasets folder")
-        if (path / "dataset_dict.json").is_file():
-            splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        splits = _dict_splits(path)
+        if splits is not None:
             shown = ", ".join(str(path / split) for split in splits)
             raise UserError(f"{path}: a DatasetDict; give one split's folder ({shown})")
-        try:
-            ds = datasets.load_from_disk(str(path))
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"{path}: not a readable datasets folder ({str(e).splitlines()[0][:120]})") from None
+        ds = _load_dataset(path)
         names = {col: _label_names(feature) for col, feature in ds.features.items()}
         rows = ds.to_list()
     else:
