@@ -13,8 +13,8 @@ import time
 import torch
 
 from electra.config import TrainConfig, preset_config
-from electra.objectives import ElectraPretrainer
-from electra.pretrain import parameter_groups
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.pretrain import parameter_groups
 
 KERNELS = {"loop": {"foreach": False, "fused": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 

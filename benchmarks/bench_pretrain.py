@@ -50,12 +50,13 @@ import transformers  # noqa: E402
 from torch import nn  # noqa: E402
 
 from electra.config import PRESETS, ModelConfig, PretrainConfig, preset_config  # noqa: E402
-from electra.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
 from electra.model import ElectraForSequenceClassification  # noqa: E402
-from electra.objectives import ElectraPretrainer, gumbel_sample, mask_batch, max_selected  # noqa: E402
+from electra.pretraining.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
+from electra.pretraining.objective import ElectraPretrainer, gumbel_sample, mask_batch, max_selected  # noqa: E402
 
 try:
-    from electra.pretrain import autocast_for, build_optimizer, fused_adamw, learning_rate, parameter_groups
+    from electra.pretraining.pretrain import build_optimizer, learning_rate, parameter_groups
+    from electra.runtime.device import autocast_for, fused_adamw
 except ImportError as e:  # electra.pretrain pulls in tqdm/safetensors; the step itself needs neither
     print(f"note: electra.pretrain not importable ({e}); using local copies of its optimiser helpers")
 
@@ -604,7 +605,8 @@ def data_build_rate(corpus: str, vocab: str, repeats: int, length: int = 128) ->
     import gzip
     import tempfile
 
-    from electra.data.corpus import build_dataset, find_corpus_files
+    from electra.data.corpus import build_dataset
+    from electra.data.sources import find_corpus_files
 
     files = find_corpus_files([corpus])
     size = 0
@@ -638,7 +640,7 @@ def render(args, info, started, precision, warmup, calls, ceilings, peak, rows, 
         f"implementations (A B, B A, ...), {calls} step(s) per round; median (min–max) per step.",
         "- Ceiling (dense matmul, same invocation): "
         + "; ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in ceilings.items())
-        + f". MFU = analytic FLOPs per step (electra/flops.py) / time / {peak / 1e9:,.0f} GFLOP/s "
+        + f". MFU = analytic FLOPs per step (electra/pretraining/flops.py) / time / {peak / 1e9:,.0f} GFLOP/s "
         "(the best of these). *MFU* uses each implementation's own FLOPs (transformers' generator "
         "computes V-way logits at every position); *useful MFU* uses our count for both.",
         "- Correctness (same weights, masking and Gumbel noise; fp32, dropout off): "

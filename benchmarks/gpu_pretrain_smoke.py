@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic import make_data_dir  # noqa: E402
 
-from electra.pretrain import pretrain  # noqa: E402
+from electra.pretraining.pretrain import pretrain  # noqa: E402
 
 
 def main() -> None:

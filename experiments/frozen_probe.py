@@ -16,9 +16,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from electra.checkpoint import load_encoder_source
+from electra.data.readers import read_classification
 from electra.data.tokenizer import load_tokenizer
-from electra.data.tasks import read_classification
+from electra.interop.hf import load_encoder_source
 from electra.model import ElectraForSequenceClassification
 
 

@@ -12,11 +12,18 @@ from pathlib import Path
 
 import torch
 
-from electra.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
 from electra.data.loader import PretrainingData
-from electra.pretrain import (autocast_for, build_model, build_selector, evaluate, has_binary_discriminator,
-                              noise_for, tokenizer_for)
-from electra.yardstick import yardstick_distributions
+from electra.pretraining.pretrain import (
+    build_model,
+    build_selector,
+    evaluate,
+    has_binary_discriminator,
+    noise_for,
+    tokenizer_for,
+)
+from electra.pretraining.yardstick import yardstick_distributions
+from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
+from electra.runtime.device import autocast_for
 
 
 def main() -> None:

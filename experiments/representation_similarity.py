@@ -14,8 +14,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from electra.checkpoint import load_encoder_source
 from electra.data.tokenizer import load_tokenizer
+from electra.interop.hf import load_encoder_source
 from electra.model import ElectraForSequenceClassification
 
 

@@ -3,7 +3,7 @@
 No generator: 15% (``--mask``) of each window's tokens are replaced by draws from the training data's unigram
 distribution (the paper's "unigram generator"), and a `tiny` discriminator learns to find them. Each step
 uses the same tokens (``--batch`` examples of the data's length) cut into windows of ``--window`` tokens.
-Every ``--eval-every`` steps it prints the held-out yardstick (electra/yardstick.py), which scores whole
+Every ``--eval-every`` steps it prints the held-out yardstick (electra/pretraining/yardstick.py), which scores whole
 128-token examples. This isolates how fast replaced-token detection learns context, from the generator.
 
     python experiments/rtd_speed_check.py DATA --window 8 --steps 300 [--lr 1e-3] [--glorot-head]
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from electra.config import preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows
 from electra.model import ElectraForPreTraining
-from electra.objectives import candidate_mask, fold64, keyed_uniform, select_positions
-from electra.pretrain import build_optimizer, learning_rate
-from electra.yardstick import yardstick_aucs, yardstick_distributions
+from electra.pretraining.objective import candidate_mask, fold64, keyed_uniform, select_positions
+from electra.pretraining.pretrain import build_optimizer, learning_rate
+from electra.pretraining.yardstick import yardstick_aucs, yardstick_distributions
 
 
 def ppmi_embeddings(data, dim: int, window: int = 2, max_examples: int = 20000) -> torch.Tensor:
@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--schedule", type=int, default=0, help="learning-rate schedule length (default: --steps)")
     p.add_argument("--disc-weight", type=float, default=1.0, help="hybrid: weight of the detection loss")
     p.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
-    p.add_argument("--local-init", action="store_true", help="electra/local_init.py: layer 0 reads neighbours")
+    p.add_argument("--local-init", action="store_true", help="electra/pretraining/local_init.py: layer 0 reads neighbours")
     p.add_argument("--local-positions", action="store_true", help="every window starts at position 0")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
@@ -87,7 +87,7 @@ def main() -> None:
             torch.nn.init.xavier_uniform_(head.weight)
         head.bias.fill_(0.0 if a.zero_bias else math.log(a.mask / (1 - a.mask)))
     if a.local_init:
-        from electra.local_init import init_local_attention
+        from electra.pretraining.local_init import init_local_attention
         init_local_attention(model.electra)
     if a.ppmi_init:
         with torch.no_grad():

@@ -3,7 +3,7 @@
     python experiments/yardstick_vs_flops.py --out docs/img/yardstick LABEL=RUN_DIR [LABEL=RUN_DIR ...]
 
 Writes OUT.csv (label, step, flops, eval_unigram_auc, eval_uniform_auc) and OUT.png. A run's FLOPs at an
-evaluation are those logged by its training record of the same step (electra/flops.py, analytic).
+evaluation are those logged by its training record of the same step (electra/pretraining/flops.py, analytic).
 """
 
 import argparse

@@ -6,14 +6,13 @@ google-research/bert and allenai/bi-att-flow). The scoring functions are copied 
 main report); only ``main()`` became ``evaluate_v2(dataset, preds, na_probs, na_prob_thresh)``,
 which returns the dictionary the script would print instead of reading argv and files, and the
 "Missing prediction" / "Unanswered question" messages are not printed. Do not "fix" anything here:
-tests/test_metrics.py compares electra.metrics against exactly this behaviour.
+tests/test_metrics.py compares electra.finetuning.metrics against exactly this behaviour.
 """
 
 import collections
 import re
 import string
 from collections import Counter
-
 
 # =========================================================================== evaluate-v2.0.py
 

@@ -12,17 +12,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from synthetic import make_data_dir
 from torch import nn
 
-from electra.algorithms import (RewardBaseline, algorithm_state, init_discriminator_from_generator,
-                                load_algorithm_state, phase_at, schedule_position)
-from electra.checkpoint import checkpoint_dirs, export_run, load_encoder_source, load_run_config
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.objective_variants import GradientDisentangledEmbedding
-from electra.objectives import STAT_NAMES, ElectraPretrainer, gumbel_sample, mask_batch
-from electra.pretrain import build_model, learning_rate, pretrain
-from synthetic import make_data_dir
+from electra.interop.hf import export_run, load_encoder_source
+from electra.pretraining.algorithms import (
+    RewardBaseline,
+    algorithm_state,
+    init_discriminator_from_generator,
+    load_algorithm_state,
+    phase_at,
+    schedule_position,
+)
+from electra.pretraining.objective import STAT_NAMES, ElectraPretrainer, gumbel_sample, mask_batch
+from electra.pretraining.pretrain import build_model, learning_rate, pretrain
+from electra.pretraining.variants import GradientDisentangledEmbedding
+from electra.runtime.checkpoint import checkpoint_dirs, load_run_config
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -390,7 +397,7 @@ def test_every_algorithm_pretrains_resumes_exactly_and_exports(name, data, tmp_p
 
 
 def test_two_stage_flops_budget_counts_each_stage_at_its_own_cost(data, tmp_path):
-    from electra.flops import training_flops_per_step
+    from electra.pretraining.flops import training_flops_per_step
 
     overrides = SMALL + ALGORITHMS["two_stage_gdes"][0]
     cfg = apply_overrides(preset_config("tiny", vocab_size=120), overrides + ["train.max_steps=8"])

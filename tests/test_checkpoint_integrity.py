@@ -4,11 +4,11 @@ import json
 import shutil
 
 import pytest
-
-from electra.checkpoint import checkpoint_dirs, checkpoint_problem, latest_good_checkpoint
-from electra.cli import main
-from electra.pretrain import pretrain
 from synthetic import make_data_dir
+
+from electra.cli import main
+from electra.pretraining.pretrain import pretrain
+from electra.runtime.checkpoint import checkpoint_dirs, checkpoint_problem, latest_good_checkpoint
 
 SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
          "train.batch_size=8", "train.log_every=1", "train.eval_every=100", "train.save_every=3",
@@ -79,7 +79,7 @@ def test_all_checkpoints_damaged_is_a_clear_error(run9, tmp_path, capsys):
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, monkeypatch):
     import errno
 
-    import electra.checkpoint as ck
+    import electra.runtime.checkpoint as ck
     from electra.errors import UserError
 
     data, original = run9
@@ -100,7 +100,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, mo
 
 
 def test_the_best_held_out_checkpoint_is_kept_besides_the_last_k(tmp_path, monkeypatch):
-    import electra.pretrain as pt
+    import electra.pretraining.pretrain as pt
 
     # Held-out losses by evaluation step: best at step 4, worse afterwards.
     losses = {2: 5.0, 4: 1.0, 6: 3.0, 8: 4.0, 10: 2.0}

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from electra.data.corpus import CorpusReader, iter_documents
-from electra.data.tasks import read_classification, read_conll
-from electra.inspect_tokens import align_right, display_width
+from electra.data.readers import read_classification, read_conll
+from electra.data.sources import CorpusReader, iter_documents
+from electra.pretraining.inspect_tokens import align_right, display_width
 
 BOM = "\ufeff"
 SENTENCES = ["今天天气很好，我们去公园吧！", "ELECTRA模型（小）：效果不错。", "日本語のテキスト、カタカナ。",
@@ -71,8 +71,8 @@ def test_inspect_lines_up_chinese_tokens(tmp_path, monkeypatch):
     """inspect_text on a discriminator whose tokenizer has Chinese characters: every row is as wide."""
     import torch
 
-    from electra import inspect_tokens
     from electra.data.tokenizer import load_tokenizer
+    from electra.pretraining import inspect_tokens
 
     vocab = tmp_path / "vocab.txt"
     chars = sorted(set("今天北京的天气非常好我们去公园散步吧，。"))
@@ -103,8 +103,8 @@ def test_the_chinese_demo_runs_end_to_end_and_transformers_loads_its_export(tmp_
 
     import torch
 
-    from electra.checkpoint import load_hf_model
-    from electra.demo import DEMO_SENTENCE_ZH
+    from electra.demo.run import DEMO_SENTENCE_ZH
+    from electra.interop.hf import load_hf_model
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_word_segmenter import corpus_lines

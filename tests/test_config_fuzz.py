@@ -13,18 +13,31 @@ import math
 import numpy as np
 import pytest
 import torch
+from fuzzing import FUZZ, check, mostly
 from hypothesis import given
 from hypothesis import strategies as st
 
-from electra.checkpoint import _is_electra_folder, load_hf_state, load_run_config
-from electra.config import (ACTIVATIONS, ALGORITHMS, MASKINGS, OBJECTIVES, PRESETS, SHARING, GeneratorConfig,
-                            ModelConfig, PretrainConfig, TrainConfig, apply_overrides, dumps, preset_config, set_fields)
+from electra.config import (
+    ACTIVATIONS,
+    ALGORITHMS,
+    MASKINGS,
+    OBJECTIVES,
+    PRESETS,
+    SHARING,
+    GeneratorConfig,
+    ModelConfig,
+    PretrainConfig,
+    TrainConfig,
+    apply_overrides,
+    dumps,
+    preset_config,
+    set_fields,
+)
 from electra.errors import UserError
-from electra.finetune import FinetuneConfig
+from electra.finetuning.finetune import FinetuneConfig
+from electra.interop.hf import _is_electra_folder, load_hf_state
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
-from fuzzing import FUZZ, check, mostly
-
-
+from electra.runtime.checkpoint import load_run_config
 
 # --------------------------------------------------------------------------- what "valid" means
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from electra.data.corpus import (CorpusReader, build_dataset, find_corpus_files, is_held_out, iter_documents,
-                                 pack_examples)
+from electra.data.corpus import build_dataset, is_held_out, pack_examples
+from electra.data.sources import CorpusReader, find_corpus_files, iter_documents
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
 

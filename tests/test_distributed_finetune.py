@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy_tasks import save_toy_model, write_conll, write_squad, write_sst
 
 from electra.config import ModelConfig
 from electra.data.tokenizer import load_tokenizer
-from electra.distributed import Dist
-from electra.finetune import finetune, loss_count, rank_slice, share_of_loss
+from electra.finetuning.finetune import finetune, loss_count, rank_slice, share_of_loss
+from electra.finetuning.tasks import IGNORE, collate, make_task
 from electra.model import ElectraForTokenClassification
-from electra.tasks import IGNORE, collate, make_task
-from toy_tasks import save_toy_model, write_conll, write_squad, write_sst
+from electra.runtime.distributed import Dist
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 epochs of 4 to 6 batches; an evaluation every 4 steps and at the end.

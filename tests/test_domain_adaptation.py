@@ -9,13 +9,14 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from synthetic import SMALL_RUN
 
-from electra.checkpoint import export_run, latest_checkpoint
 from electra.data.corpus import build_dataset
 from electra.data.tokenizer import train_tokenizer
 from electra.errors import UserError
-from electra.pretrain import pretrain
-from synthetic import SMALL_RUN
+from electra.interop.hf import export_run
+from electra.pretraining.pretrain import pretrain
+from electra.runtime.checkpoint import latest_checkpoint
 
 WORDS = "the whale ship sea captain white water boat night old long great deep wind sail".split()
 

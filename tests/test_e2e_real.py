@@ -81,7 +81,7 @@ def test_resume_from_step_150_reproduces_steps_151_to_300(run300, tmp_path):
 
 
 def test_export_loads_in_transformers_with_same_logits_and_tokenizer(run300):
-    from electra.checkpoint import load_hf_model
+    from electra.interop.hf import load_hf_model
 
     out = run300 / "run" / "hf"
     electra("export", run300 / "run", "--out", out)

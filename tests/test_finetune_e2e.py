@@ -9,10 +9,11 @@ import random
 
 import pytest
 import torch
+from toy_tasks import FILLER, GOOD, save_toy_model, sentence, write_conll, write_squad, write_sst
 
 from electra.cli import main
-from electra.finetune import finetune, load_finetuned
-from toy_tasks import FILLER, GOOD, save_toy_model, sentence, write_conll, write_squad, write_sst
+from electra.finetuning.finetune import finetune
+from electra.finetuning.predict import load_finetuned
 
 transformers = pytest.importorskip("transformers")
 
@@ -52,7 +53,7 @@ def _hf_logits(folder, cls_name, batch):
 
 
 def _ours_and_batch(folder, path, n=8):
-    from electra.tasks import collate
+    from electra.finetuning.tasks import collate
 
     task, model, tok, max_len = load_finetuned(folder, torch.device("cpu"))
     examples = task.read_eval(path)[:n]

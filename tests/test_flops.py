@@ -3,8 +3,8 @@
 from torch import nn
 
 from electra.config import GeneratorConfig, ModelConfig, PretrainConfig, TrainConfig, preset_config
-from electra.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step
 from electra.model import ElectraForPreTraining, count_parameters
+from electra.pretraining.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step
 
 
 def _tiny_cfg() -> PretrainConfig:
@@ -121,7 +121,7 @@ def test_attention_grows_quadratically_with_length():
 
 
 def test_objective_aware_training_flops_by_hand():
-    from electra.flops import training_flops_per_step
+    from electra.pretraining.flops import training_flops_per_step
 
     cfg = _tiny_cfg()
     cfg.train.batch_size = 2  # B=2, T=10: N=20, M=3 (the numbers of the hand calculation above)
@@ -145,9 +145,10 @@ def test_objective_aware_training_flops_by_hand():
 def test_flops_budget_sets_the_run_length_and_is_logged(tmp_path):
     import json
 
-    from electra.flops import training_flops_per_step
-    from electra.pretrain import pretrain
     from synthetic import make_data_dir
+
+    from electra.pretraining.flops import training_flops_per_step
+    from electra.pretraining.pretrain import pretrain
 
     data = make_data_dir(tmp_path / "data")
     small = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2",
@@ -171,7 +172,7 @@ def test_training_algorithms_flops_by_hand():
     import pytest
 
     from electra.errors import UserError
-    from electra.flops import steps_for_budget, training_flops, training_flops_per_step
+    from electra.pretraining.flops import steps_for_budget, training_flops, training_flops_per_step
 
     cfg = _tiny_cfg()
     cfg.train.batch_size = 2  # B=2, T=10: generator forward 69248, discriminator forward 769280 (see above)
@@ -205,7 +206,7 @@ def test_training_algorithms_flops_by_hand():
 def test_warm_up_steps_count_their_shorter_attention():
     import dataclasses
 
-    from electra.flops import steps_for_budget, training_flops, training_flops_per_step
+    from electra.pretraining.flops import steps_for_budget, training_flops, training_flops_per_step
 
     cfg = _tiny_cfg()
     cfg.train.batch_size = 2  # B=2, T=10: a joint step costs 2515584 (test above)

@@ -6,11 +6,12 @@ import copy
 import pytest
 import torch
 
-from electra import finetune, pretrain
 from electra.config import ModelConfig, TrainConfig
-from electra.finetune import FinetuneConfig
+from electra.finetuning import finetune
+from electra.finetuning.finetune import FinetuneConfig
 from electra.model import ElectraForSequenceClassification
-from electra.objectives import ElectraPretrainer
+from electra.pretraining import pretrain
+from electra.pretraining.objective import ElectraPretrainer
 
 CFG = ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=32, max_position_embeddings=32)

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
-from electra.health import MARGIN_FLOOR, PLATEAU_BAND, HealthMonitor
-from electra.pretrain import pretrain
 from synthetic import SMALL_RUN, make_data_dir
+
+from electra.pretraining.health import MARGIN_FLOOR, PLATEAU_BAND, HealthMonitor
+from electra.pretraining.pretrain import pretrain
 
 UNIGRAM = 6.2
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.flops import training_flops_per_step
-from electra.objectives import ElectraPretrainer
-from electra.pretrain import build_model, masked_on_device
+from electra.pretraining.flops import training_flops_per_step
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.pretrain import build_model, masked_on_device
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 CFG = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -77,7 +77,7 @@ def test_one_encoder_pass_feeds_both_heads_and_the_loss_is_mlm_plus_weighted_det
         bce = F.binary_cross_entropy_with_logits(model.discriminator.discriminator_predictions(h)[scored],
                                                  labels[scored], reduction="sum") / targets.numel()
     assert loss.item() == pytest.approx((mlm + 10.0 * bce).item(), rel=1e-5)
-    from electra.objectives import STAT_NAMES
+    from electra.pretraining.objective import STAT_NAMES
     s = dict(zip(STAT_NAMES, stats.tolist()))
     assert s["disc_terms"] == scored.sum().item()  # [MASK] positions are not scored
     assert s["num_replaced"] == (labels.bool() & scored).sum().item() > 0

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from synthetic import SMALL_RUN, make_data_dir
 
-from electra.checkpoint import export_run
 from electra.config import apply_overrides, preset_config
 from electra.errors import UserError
-from electra.local_init import init_local_attention
+from electra.interop.hf import export_run
 from electra.model import ElectraForPreTraining
-from electra.pretrain import build_model, pretrain
-from synthetic import SMALL_RUN, make_data_dir
+from electra.pretraining.local_init import init_local_attention
+from electra.pretraining.pretrain import build_model, pretrain
 
 
 def _layer0_attention(model: ElectraForPreTraining, ids: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ def test_a_locally_initialised_run_exports_a_plain_transformers_model(tmp_path):
     disc_dir, _ = export_run(run, tmp_path / "hf")
     hf = transformers.ElectraForPreTraining.from_pretrained(disc_dir).eval()
     ids = torch.tensor([[2, 10, 11, 12, 3, 13, 14, 3]])
-    from electra.checkpoint import load_run_config
+    from electra.runtime.checkpoint import load_run_config
     ours = build_model(load_run_config(run)).discriminator
     ours.load_state_dict({k.removeprefix("discriminator."): v for k, v in
                           __import__("safetensors.torch", fromlist=["load_file"]).load_file(

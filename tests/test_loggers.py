@@ -6,11 +6,11 @@ import sys
 import types
 
 import pytest
+from synthetic import SMALL_RUN, make_data_dir
 
 from electra.errors import UserError
-from electra.loggers import scalars
-from electra.pretrain import pretrain
-from synthetic import SMALL_RUN, make_data_dir
+from electra.pretraining.pretrain import pretrain
+from electra.runtime.loggers import scalars
 
 
 def jsonl_scalars(path):
@@ -74,8 +74,9 @@ def test_tensorboard_holds_the_metrics_after_a_crash_and_a_resume(data, tmp_path
 
 def test_fine_tuning_logs_to_tensorboard_too(tmp_path):
     pytest.importorskip("tensorboard")
-    from electra.finetune import finetune
     from toy_tasks import save_toy_model, write_sst
+
+    from electra.finetuning.finetune import finetune
     (tmp_path / "m").mkdir()
     model = save_toy_model(tmp_path / "m", [], 64)
     train, dev = write_sst(tmp_path / "train.tsv", 64, 0), write_sst(tmp_path / "dev.tsv", 20, 1)

@@ -1,4 +1,4 @@
-"""Evaluation metrics (electra/metrics.py): hand-worked examples, edge cases, property tests, and the
+"""Evaluation metrics (electra/finetuning/metrics.py): hand-worked examples, edge cases, property tests, and the
 SQuAD scorer against a transcription of the official scripts (tests/squad_official.py)."""
 
 import json
@@ -6,16 +6,29 @@ import math
 
 import numpy as np
 import pytest
+import squad_official as official
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import squad_official as official
 from electra.data.examples import QAAnswer, QAExample
 from electra.errors import UserError
-from electra.metrics import (_average_ranks, _chunks, accuracy, classification_metrics, exact_match, f1_binary,
-                             f1_macro, f1_score, matthews_corrcoef, normalize_answer, pearson, spearman, span_f1,
-                             squad_evaluate, token_accuracy)
-
+from electra.finetuning.metrics import (
+    _average_ranks,
+    _chunks,
+    accuracy,
+    classification_metrics,
+    exact_match,
+    f1_binary,
+    f1_macro,
+    f1_score,
+    matthews_corrcoef,
+    normalize_answer,
+    pearson,
+    span_f1,
+    spearman,
+    squad_evaluate,
+    token_accuracy,
+)
 
 # --------------------------------------------------------------------------- classification
 
@@ -473,7 +486,7 @@ def test_the_best_threshold_is_searched_on_the_raw_null_score_differences():
     """Two questions whose null-score differences (45, 40) a sigmoid would both round to 1.0 in float64: the
     tie then let the official search reach 100, which no threshold gives. On the raw scale: 50."""
     from electra.data.examples import QAAnswer, QAExample
-    from electra.tasks import QATask
+    from electra.finetuning.tasks import QATask
     examples = [QAExample("has", "q?", "Paris is big", [QAAnswer("Paris", 0)]),
                 QAExample("no", "q?", "France", [], is_impossible=True)]
     answers, null_diff = {"has": "Paris", "no": "France"}, {"has": 45.0, "no": 40.0}
@@ -490,7 +503,7 @@ def test_the_best_threshold_is_searched_on_the_raw_null_score_differences():
 
 
 def test_a_v1_trained_task_scores_a_v2_file_as_v2(tmp_path):
-    from electra.tasks import QATask
+    from electra.finetuning.tasks import QATask
     path = tmp_path / "v2.json"
     path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [
         {"id": "a", "question": "?", "answers": [], "is_impossible": True}]}]}]}))

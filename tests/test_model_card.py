@@ -4,12 +4,13 @@ metadata parses, whose numbers are the run's own, and transformers still loads t
 import json
 
 import pytest
-
-from electra.checkpoint import export_run
-from electra.finetune import finetune
-from electra.pretrain import plot_run, pretrain
 from synthetic import SMALL_RUN, make_data_dir
 from toy_tasks import save_toy_model, write_sst
+
+from electra.finetuning.finetune import finetune
+from electra.interop.hf import export_run
+from electra.pretraining.plots import plot_run
+from electra.pretraining.pretrain import pretrain
 
 yaml = pytest.importorskip("yaml")
 transformers = pytest.importorskip("transformers")

@@ -10,19 +10,35 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic import SMALL_RUN as SMALL
+from synthetic import SPECIAL_IDS, make_data_dir
 
-from electra.checkpoint import (export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf,
-                                load_run_config)
 from electra.config import ModelConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.masking import (continuation_flags, make_selector, span_lengths, span_positions, whole_word_positions,
-                             word_starts)
+from electra.interop.hf import export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
-from electra.objective_variants import GradientDisentangledEmbedding, copy_mixture_log_prob, exportable
-from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
-                                gumbel_sample, keyed_uniform, mask_batch, max_selected, selected_mask)
-from electra.pretrain import build_model, pretrain
-from synthetic import SMALL_RUN as SMALL, SPECIAL_IDS, make_data_dir
+from electra.pretraining.masking import (
+    continuation_flags,
+    make_selector,
+    span_lengths,
+    span_positions,
+    whole_word_positions,
+    word_starts,
+)
+from electra.pretraining.objective import (
+    BERT_MASK_TOKEN_PROB,
+    BERT_RANDOM_TOKEN_PROB,
+    STAT_NAMES,
+    ElectraPretrainer,
+    gumbel_sample,
+    keyed_uniform,
+    mask_batch,
+    max_selected,
+    selected_mask,
+)
+from electra.pretraining.pretrain import build_model, pretrain
+from electra.pretraining.variants import GradientDisentangledEmbedding, copy_mixture_log_prob, exportable
+from electra.runtime.checkpoint import load_run_config
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -106,7 +122,7 @@ def test_mlm_corruption_is_80_10_10():
     ("electra", "bert", 0.80, 0.10), ("mlm", "electra", 0.85, 0.0)])
 def test_train_corruption_picks_the_masked_lm_input(objective, corruption, masked, random_share):
     from electra.config import TrainConfig
-    from electra.pretrain import masked_on_device
+    from electra.pretraining.pretrain import masked_on_device
     ids, attn, types, _ = _batch(B=1024, T=64)
     batch = {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "keys": torch.arange(1024)}
     t = TrainConfig(objective=objective, corruption=corruption)

@@ -8,9 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import ModelConfig, TrainConfig, preset_config
-from electra.objectives import (ElectraPretrainer, gumbel_sample, keyed_uniform, mask_batch, replaced_labels,
-                                select_positions, selected_mask, summarise_stats)
-from electra.pretrain import learning_rate, parameter_groups
+from electra.pretraining.objective import (
+    ElectraPretrainer,
+    gumbel_sample,
+    keyed_uniform,
+    mask_batch,
+    replaced_labels,
+    select_positions,
+    selected_mask,
+    summarise_stats,
+)
+from electra.pretraining.pretrain import learning_rate, parameter_groups
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

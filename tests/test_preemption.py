@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from electra.checkpoint import checkpoint_dirs, checkpoint_problem
-from electra.errors import UserError
-from electra.preemption import StopSignals
-from electra.pretrain import pretrain
 from synthetic import make_data_dir
+
+from electra.errors import UserError
+from electra.pretraining.pretrain import pretrain
+from electra.runtime.checkpoint import checkpoint_dirs, checkpoint_problem
+from electra.runtime.preemption import StopSignals
 
 SMALL = ["model.hidden_size=32", "model.embedding_size=24", "model.num_hidden_layers=2", "model.intermediate_size=64",
          "train.batch_size=8", "train.log_every=1", "train.eval_every=1000", "generator.hidden_fraction=0.5"]
@@ -49,7 +49,7 @@ def data(tmp_path_factory):
 CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    import electra.checkpoint as ck
+    import electra.runtime.files as ck
     if {slow_save}:
         fsync_tree = ck._fsync_tree
         ck._fsync_tree = lambda path: (time.sleep({slow_save}), fsync_tree(path))
@@ -147,7 +147,7 @@ def test_sigkill_at_three_points_including_mid_checkpoint_loses_nothing(data, tm
 
 
 def test_non_finite_steps_are_skipped_counted_and_stop_the_run_after_k(data, tmp_path, monkeypatch):
-    from electra.objectives import ElectraPretrainer
+    from electra.pretraining.objective import ElectraPretrainer
 
     forward = ElectraPretrainer.forward
     calls = {"n": 0}
@@ -175,7 +175,7 @@ def test_non_finite_steps_are_skipped_counted_and_stop_the_run_after_k(data, tmp
 
 
 def test_out_of_memory_suggests_a_smaller_micro_batch(data, tmp_path, monkeypatch):
-    from electra.objectives import ElectraPretrainer
+    from electra.pretraining.objective import ElectraPretrainer
 
     def oom(self, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

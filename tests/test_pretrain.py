@@ -6,12 +6,14 @@ import sys
 
 import pytest
 import torch
+from synthetic import SMALL_RUN as SMALL
+from synthetic import make_data_dir
 
-from electra.checkpoint import checkpoint_dirs, export_run, load_hf_model
 from electra.cli import main
 from electra.errors import UserError
-from electra.pretrain import pretrain
-from synthetic import SMALL_RUN as SMALL, make_data_dir
+from electra.interop.hf import export_run, load_hf_model
+from electra.pretraining.pretrain import pretrain
+from electra.runtime.checkpoint import checkpoint_dirs
 
 transformers = pytest.importorskip("transformers")
 
@@ -146,14 +148,14 @@ def test_continue_pretraining_from_an_export(data, full_run, tmp_path):
 
 
 def test_plot_writes_a_png(full_run):
-    from electra.pretrain import plot_run
+    from electra.pretraining.plots import plot_run
 
     png = plot_run(full_run)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_plot_panels_show_only_metrics_the_objective_has():
-    from electra.pretrain import plot_panels
+    from electra.pretraining.plots import plot_panels
     electra = {"gen_loss": 5.0, "disc_loss": 0.3, "corrupted_loss": 6.0, "corrupted_acc": 0.1}
     assert [k for k, _ in plot_panels(electra)] == ["gen_loss", "disc_loss", "corrupted_loss", "disc_acc",
                                                     "disc_recall", "lr"]
@@ -202,5 +204,5 @@ def test_a_run_records_its_recipe_and_resumes_with_it(tmp_path):
     assert cfg["recipe"] == "paper" and cfg["train"]["local_init"] is False
     del cfg["recipe"]  # a run from before recipes existed reads as the paper's
     (run / "config.json").write_text(json.dumps(cfg))
-    from electra.checkpoint import load_run_config
+    from electra.runtime.checkpoint import load_run_config
     assert load_run_config(run).recipe == "paper"

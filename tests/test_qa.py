@@ -1,4 +1,4 @@
-"""Extractive QA: windows, answer labels and answer decoding (electra.qa).
+"""Extractive QA: windows, answer labels and answer decoding (electra.finetuning.qa).
 
 Every test runs with two WordPiece tokenizers: the real bert-base-uncased vocabulary (skipped when
 absent) and a tiny one trained here, whose small vocabulary splits words into many pieces, so that
@@ -17,7 +17,7 @@ import pytest
 from electra.data.examples import QAAnswer, QAExample
 from electra.data.tokenizer import load_tokenizer, special_token_ids, train_tokenizer
 from electra.errors import UserError
-from electra.qa import QAFeatures, featurize_qa, locate_answer, postprocess_qa
+from electra.finetuning.qa import QAFeatures, featurize_qa, locate_answer, postprocess_qa
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BERT_VOCAB = SHARED / "vocab" / "bert-base-uncased-vocab.txt"

@@ -40,7 +40,7 @@ def setup(tmp_path_factory):
 
 def _per_step_flops(root):
     from electra.config import apply_overrides, preset_config
-    from electra.flops import training_flops_per_step
+    from electra.pretraining.flops import training_flops_per_step
 
     cfg = preset_config("tiny", vocab_size=120)
     apply_overrides(cfg, TINY)

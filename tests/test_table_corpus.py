@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from electra.data.corpus import CorpusReader, build_dataset, find_corpus_files, iter_documents
+from electra.data.corpus import build_dataset
 from electra.data.loader import PretrainingData
+from electra.data.sources import CorpusReader, find_corpus_files, iter_documents
 from electra.data.tokenizer import train_tokenizer
 from electra.errors import UserError
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from electra.data.tasks import read_classification, read_conll, read_squad
+from electra.data.readers import read_classification, read_conll, read_squad
 from electra.errors import UserError
 
 pa = pytest.importorskip("pyarrow")
@@ -76,8 +76,9 @@ def test_squad_from_a_datasets_folder(tmp_path):
 
 
 def test_finetune_evaluate_and_predict_from_tables(tmp_path):
-    from electra.cli import main
     from toy_tasks import save_toy_model, write_sst
+
+    from electra.cli import main
     (tmp_path / "m").mkdir()
     model = save_toy_model(tmp_path / "m", [], 64)
     for name, n, seed in (("train", 96, 0), ("dev", 24, 1)):

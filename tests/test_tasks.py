@@ -1,4 +1,4 @@
-"""Fine-tuning data readers (electra/data/tasks.py): GLUE layouts, CSV/JSONL, CoNLL, SQuAD, and their errors."""
+"""Fine-tuning data readers (electra/data/readers.py): GLUE layouts, CSV/JSONL, CoNLL, SQuAD, and their errors."""
 
 import gzip
 import json
@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from electra.data.examples import ClassificationExample, QAAnswer, TaggingExample
-from electra.data.tasks import (GLUE_TASKS, check_labels, read_classification, read_conll, read_squad,
-                                read_text_lines)
+from electra.data.readers import GLUE_TASKS, check_labels, read_classification, read_conll, read_squad, read_text_lines
 from electra.errors import UserError
 
 TASKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tasks"
@@ -276,7 +275,7 @@ def test_jsonl(tmp_path):
 
 
 def test_regression_guess():
-    from electra.data.tasks import _finish_labels
+    from electra.data.readers import _finish_labels
     def labels(*values):
         examples = [ClassificationExample("t", label=v) for v in values]
         return _finish_labels(examples, None), [e.label for e in examples]

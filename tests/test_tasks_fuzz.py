@@ -4,14 +4,13 @@ one-line UserError naming the file; never another exception, never a hang."""
 import gzip
 import json
 
+import fuzzing
 import pytest
+from fuzzing import FUZZ, mostly
 from hypothesis import given
 from hypothesis import strategies as st
 
-from electra.data.tasks import GLUE_TASKS, read_classification, read_conll, read_squad, read_text_lines
-import fuzzing
-from fuzzing import FUZZ, mostly
-
+from electra.data.readers import GLUE_TASKS, read_classification, read_conll, read_squad, read_text_lines
 
 
 def check(reader, path, data: bytes, **kwargs):

@@ -13,8 +13,8 @@ from electra.data.corpus import build_dataset
 from electra.data.loader import PretrainingData, cut_into_windows, eval_batches
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
-from electra.masking import make_selector
-from electra.objectives import candidate_mask
+from electra.pretraining.masking import make_selector
+from electra.pretraining.objective import candidate_mask
 
 GOLD = [
     "我们 喜欢 自然 语言 处理 。",
@@ -165,7 +165,7 @@ def test_windows_of_the_sequence_length_warm_up_keep_the_word_starts(tmp_path, t
 def test_pretraining_with_stored_word_starts_resumes_exactly(tmp_path, tok_dir):
     from synthetic import SMALL_RUN
 
-    from electra.pretrain import pretrain
+    from electra.pretraining.pretrain import pretrain
     data = build(tmp_path, tok_dir, segmented=True, segmenter="spaces")
     overrides = SMALL_RUN + ["train.masking=whole_word", "train.short_seq_length=8", "train.short_seq_steps=2",
                                "train.warmup_steps=2"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from electra.checkpoint import save_hf_model
 from electra.config import ModelConfig
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
+from electra.interop.hf import save_hf_model
 from electra.model import ElectraForPreTraining
 
 GOOD = "great superb lovely fine brilliant".split()

@@ -5,7 +5,7 @@ global stream position ``i`` is ``permutation_e[i % N]`` with ``e = i // N`` the
 epoch and ``permutation_e`` drawn from ``(seed, e)``. A run's whole data state is
 therefore one integer, the position, which makes resume exact, and ranks of a
 distributed run take disjoint slices of the same global batch. The position is
-also the example's *key* for masking and sampling (see objectives.py).
+also the example's *key* for masking and sampling (see pretraining/objective.py).
 """
 
 from __future__ import annotations

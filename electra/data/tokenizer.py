@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import unicodedata
 import shutil
 import tempfile
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +20,7 @@ from typing import Iterator
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
+from electra.data.sources import CorpusReader, find_corpus_files
 from electra.errors import UserError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -110,7 +111,6 @@ def train_tokenizer(inputs: list, vocab_size: int, out_dir: str | Path, *, lower
     from 0.11% to 0.075%. Uncased training (``lowercase``) is refused with a UserError when it would change
     letters beyond case and European accents (Korean, Japanese, ...), unless ``force_uncased``.
     """
-    from electra.data.corpus import CorpusReader, find_corpus_files  # corpus imports this module
 
     out_dir = Path(out_dir)
     refuse_non_empty(out_dir)

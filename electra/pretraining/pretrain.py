@@ -9,8 +9,6 @@ tensor until then).
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import shutil
 import signal
 import sys
@@ -23,37 +21,61 @@ import torch
 from tqdm import tqdm
 
 from electra import __version__
-from electra.algorithms import algorithm_state, init_discriminator_from_generator, load_algorithm_state, phase_at, \
-    schedule_position
-from electra.checkpoint import (check_init_vocabulary, checkpoint_dirs, hf_pair_folders, init_config_from_hf,
-                                latest_good_checkpoint, load_checkpoint, load_pretrainer_from_hf, load_run_config,
-                                read_best, record_best, save_checkpoint, write_json)
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, eval_batches
-from electra.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
-                                 full_state, init_distributed, load_full_optimizer_state, no_gradient_sync,
-                                 parallelize, run_device)
 from electra.errors import Stopped, UserError
-from electra.flops import steps_for_budget, training_flops, training_flops_per_step
-from electra.health import HealthMonitor
-from electra.local_init import init_local_attention
-from electra.loggers import ScalarSinks
+from electra.interop.hf import check_init_vocabulary, hf_pair_folders, init_config_from_hf, load_pretrainer_from_hf
 from electra.model import count_parameters
-from electra.masking import continuation_flags, make_selector
-from electra.objectives import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, STAT_NAMES, ElectraPretrainer,
-                                MaskedBatch, Selector, mask_batch, summarise_stats)
-from electra.preemption import StopSignals
-from electra.yardstick import unigram_distribution, yardstick_aucs, yardstick_distributions
-
-
-# --------------------------------------------------------------------------- pieces
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default, plain fp32 on CPU (bf16 matmuls are slow on most CPUs)."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
+from electra.pretraining.algorithms import (
+    algorithm_state,
+    init_discriminator_from_generator,
+    load_algorithm_state,
+    phase_at,
+    schedule_position,
+)
+from electra.pretraining.flops import steps_for_budget, training_flops, training_flops_per_step
+from electra.pretraining.health import HealthMonitor
+from electra.pretraining.local_init import init_local_attention
+from electra.pretraining.masking import continuation_flags, make_selector
+from electra.pretraining.objective import (
+    BERT_MASK_TOKEN_PROB,
+    BERT_RANDOM_TOKEN_PROB,
+    STAT_NAMES,
+    ElectraPretrainer,
+    MaskedBatch,
+    Selector,
+    mask_batch,
+    summarise_stats,
+)
+from electra.pretraining.yardstick import unigram_distribution, yardstick_aucs, yardstick_distributions
+from electra.runtime.checkpoint import (
+    checkpoint_dirs,
+    latest_good_checkpoint,
+    load_checkpoint,
+    load_run_config,
+    read_best,
+    record_best,
+    save_checkpoint,
+)
+from electra.runtime.device import autocast_for, fused_adamw
+from electra.runtime.distributed import (
+    Dist,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    broadcast_object,
+    close_distributed,
+    full_state,
+    init_distributed,
+    load_full_optimizer_state,
+    no_gradient_sync,
+    parallelize,
+    run_device,
+)
+from electra.runtime.files import write_json
+from electra.runtime.loggers import ScalarSinks
+from electra.runtime.metrics_log import MetricsLog
+from electra.runtime.preemption import StopSignals
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -68,13 +90,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
         seen.add(id(p))
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def fused_adamw(device: torch.device) -> bool:
-    """Whether AdamW runs as torch's fused kernel: on CUDA (one kernel for all parameters) and on CPU (one
-    vectorised pass per tensor; about 4x faster than the default per-parameter loop, see
-    benchmarks/RESULTS.md). transformers' Trainer uses the same kernel by default (adamw_torch_fused)."""
-    return device.type in ("cuda", "cpu")
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -92,30 +107,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     decay = max(0.0, 1.0 - step / cfg.max_steps)
     return cfg.learning_rate * warmup * decay
-
-
-class MetricsLog:
-    """Append-only JSONL; on resume, records after the checkpoint's step are dropped (they will be redone).
-    ``sinks`` (TensorBoard, W&B: electra/loggers.py) get every record too."""
-
-    def __init__(self, path: Path, resume_step: int | None, sinks: ScalarSinks | None = None):
-        self.path, self.sinks = path, sinks
-        if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
-        self.f = open(path, "a")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.f.write(json.dumps(record) + "\n")
-        self.f.flush()
-        if self.sinks is not None:
-            self.sinks.write(record)
-
-    def close(self) -> None:
-        self.f.close()
-        if self.sinks is not None:
-            self.sinks.close()
 
 
 def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
@@ -219,8 +210,6 @@ def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.devic
     return make_selector(t.masking, t.mask_prob, flags, t.span_p, t.span_max), flags is not None
 
 
-# --------------------------------------------------------------------------- set-up
-
 def _init_text(init) -> str | None:
     """How run.json records where the weights came from."""
     if init is None:
@@ -292,8 +281,6 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     return cfg, None
 
 
-# --------------------------------------------------------------------------- evaluation
-
 def has_binary_discriminator(cfg: PretrainConfig) -> bool:
     """Whether the run trains a replaced-token detector (the yardstick applies); the MLM objectives do not."""
     return cfg.train.objective in ("electra", "electra15", "hybrid")
@@ -322,8 +309,6 @@ def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfi
     model.train()
     return record
 
-
-# --------------------------------------------------------------------------- the loop
 
 def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]:
     """``prepare_run`` on rank 0 (the only one that writes), its config and checkpoint sent to the others;
@@ -371,7 +356,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     export folder, one discriminator folder, or a (discriminator, generator) pair of folders as the hub has
     them); ``recipe``: config.RECIPES (default: the preset's, config.default_recipe).
 
-    Under ``torchrun`` every process runs this; they split each global batch (see electra/distributed.py).
+    Under ``torchrun`` every process runs this; they split each global batch (see electra/runtime/distributed.py).
     """
     d = init_distributed()
     try:
@@ -672,7 +657,7 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
 
 def health_monitor(cfg: PretrainConfig, data: PretrainingData,
                    yardstick: dict[str, torch.Tensor] | None) -> HealthMonitor:
-    """The run's health checks (electra/health.py); the generator check needs the data's unigram entropy."""
+    """The run's health checks (electra/pretraining/health.py); the generator check needs the data's unigram entropy."""
     t = cfg.train
     unigram = yardstick["unigram"] if yardstick is not None else unigram_distribution(data, data.special_ids)
     p = unigram[unigram > 0]
@@ -695,76 +680,3 @@ def out_of_memory_hint(t: TrainConfig, device: torch.device) -> str:
         smaller -= 1
     return (f"out of memory on {device} with {micro} examples per forward pass; try --set train.micro_batch_size="
             f"{smaller} (gradient accumulation keeps the global batch of {t.batch_size})")
-
-
-# Held-out lines drawn in a panel besides its own key's: the yardstick in the discriminator's AUC panel.
-EXTRA_EVAL_LINES = {"disc_auc": (("eval_unigram_auc", "yardstick: unigram replacements"),
-                                 ("eval_uniform_auc", "yardstick: uniform replacements"))}
-
-
-def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
-    """The (metric key, title) panels of ``electra plot`` for a run whose newest training record is ``last``:
-    six, plus the discriminator's AUC and margin when the run logs them (replaced-token detection)."""
-    panels = [("gen_loss", "generator MLM loss"), ("disc_loss", "discriminator loss"),
-              ("gen_acc", "generator MLM accuracy"), ("disc_acc", "discriminator accuracy"),
-              ("disc_recall", "replaced-token recall"), ("lr", "learning rate")]
-    if "mlm_loss" in last:  # the MLM objectives: the discriminator-sized network is a masked LM
-        panels = [("mlm_loss", "masked-LM loss"), ("gen_loss", "generator MLM loss"), ("mlm_acc", "masked-LM accuracy"),
-                  ("gen_acc", "generator MLM accuracy"), ("grad_norm", "gradient norm"), ("lr", "learning rate")]
-    if "corrupted_loss" in last:  # says more than the accuracy that includes the copied tokens
-        panels = [("corrupted_loss", "masked-LM loss at corrupted positions") if key == "gen_acc" else (key, title)
-                  for key, title in panels]
-        if "mlm_loss" in last and last["gen_loss"] == 0:  # mlm: no generator (its keys are logged as 0)
-            panels = [("corrupted_acc", "masked-LM accuracy at corrupted positions") if key == "gen_loss"
-                      else (key, title) for key, title in panels]
-    if "disc_auc" in last:  # the signals that move before accuracy and recall do (electra/detection.py)
-        panels[3:3] = [("disc_auc", "discriminator AUC"), ("disc_margin", "discriminator: label entropy - loss")]
-    return panels
-
-
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draw the loss and accuracy curves of a run's metrics.jsonl into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no metrics.jsonl; is it the --out folder of `electra pretrain`?")
-    train, evals = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            raise UserError(f"{path}:{n}: not valid JSON") from None
-        if r.get("event") == "eval":
-            evals.append(r)
-        elif "gen_loss" in r:
-            train.append(r)
-    if not train:
-        raise UserError(f"{path}: no training records yet")
-    panels = plot_panels(train[-1])
-    columns = math.ceil(len(panels) / 2)
-    fig, axes = plt.subplots(2, columns, figsize=(14 * columns / 3, 7))
-    for ax, (key, title) in zip(axes.flat, panels):
-        ax.plot([r["step"] for r in train], [r.get(key, math.nan) for r in train], label="train", lw=1)
-        lines = [(f"eval_{key}", "held-out"), *EXTRA_EVAL_LINES.get(key, ())]
-        drawn = False
-        for eval_key, label in lines:
-            points = [(r["step"], r[eval_key]) for r in evals if eval_key in r]
-            if points:
-                ax.plot(*zip(*points), "o-", label=label, ms=3)
-                drawn = True
-        if drawn:
-            ax.legend(fontsize=8)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.suptitle(str(run_dir))
-    fig.tight_layout()
-    out = Path(out) if out else run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out

@@ -30,20 +30,36 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
-from electra.checkpoint import AtomicDir, load_encoder_source, read_json_file, write_json
-from electra.config import (LogConfig, ModelConfig, check_optimiser_limits, check_precision_and_device, check_types,
-                            set_fields)
+from electra.config import (
+    LogConfig,
+    ModelConfig,
+    check_optimiser_limits,
+    check_precision_and_device,
+    check_types,
+    set_fields,
+)
 from electra.data.tokenizer import load_tokenizer, special_token_ids
-from electra.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed, init_distributed,
-                                 parallelize, resolve_device, run_device)
 from electra.errors import UserError
-from electra.loggers import ScalarSinks
-from electra.model_card import CARD, finetuned_card
-from electra.pretrain import MetricsLog, autocast_for, fused_adamw
-from electra.tasks import IGNORE, Task, collate, make_task
+from electra.finetuning.tasks import IGNORE, Task, collate, make_task
+from electra.interop.hf import load_encoder_source
+from electra.interop.model_card import CARD, finetuned_card
+from electra.runtime.device import autocast_for, fused_adamw
+from electra.runtime.distributed import (
+    Dist,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    close_distributed,
+    init_distributed,
+    parallelize,
+    run_device,
+)
+from electra.runtime.files import AtomicDir, write_json
+from electra.runtime.loggers import ScalarSinks
+from electra.runtime.metrics_log import MetricsLog
 
 TASK_FILE = "task.json"
 
@@ -102,8 +118,6 @@ class FinetuneConfig:
             raise UserError("max_seq_length must be >= 0; doc_stride, max_answer_length and n_best_size positive")
         check_optimiser_limits(self.learning_rate, self.weight_decay, self.adam_epsilon, self.max_grad_norm, "")
 
-
-# --------------------------------------------------------------------------- the recipe's pieces
 
 def layer_depths(model: torch.nn.Module) -> dict[str, int]:
     """Depth of every parameter: embeddings 0, encoder layer i -> i + 1, the task head L + 1."""
@@ -166,8 +180,6 @@ def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ran
     return batches
 
 
-# --------------------------------------------------------------------------- one global batch over ranks
-
 def rank_slice(batch: list[int], d: Dist) -> list[int]:
     """This rank's contiguous slice of a global batch; sizes differ by at most one, and a slice is empty when
     the batch (an epoch's last, short one) has fewer examples than there are ranks."""
@@ -209,29 +221,6 @@ def share_of_loss(task: Task, logits, batch, count: int, total: int) -> torch.Te
     return loss if count == total else loss * (count / total)
 
 
-# --------------------------------------------------------------------------- loading and saving models
-
-def resolve_finetuned(path: Path) -> Path:
-    """The folder holding a fine-tuned model: ``runs/t`` -> ``runs/t/model``; a seed's ``best/`` as it is."""
-    path = Path(path)
-    for folder in (path / "model", path):
-        if (folder / TASK_FILE).is_file():
-            return folder
-    raise UserError(f"{path}: not a fine-tuned model (no {TASK_FILE}); give the --out folder of `electra finetune`")
-
-
-def load_finetuned(path: Path, device: torch.device):
-    """(task, model, tokenizer, max_seq_length) of a fine-tuned model folder."""
-    folder = resolve_finetuned(path)
-    meta = read_json_file(folder / TASK_FILE)
-    task = make_task(meta["task"], meta.get("options"), meta)
-    task.qa_options = meta.get("qa_options", {})
-    cfg = ModelConfig.from_hf_dict(read_json_file(folder / "config.json"), str(folder / "config.json"))
-    model = task.build_model(cfg)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return task, model.to(device).eval(), load_tokenizer(folder), meta["max_seq_length"]
-
-
 def save_finetuned(model, task: Task, tokenizer_dir: Path, out: Path, max_seq_length: int, extra: dict) -> None:
     """A transformers folder (config.json with the head's architecture and labels, model.safetensors,
     tokenizer files) plus task.json, which our evaluate/predict read."""
@@ -268,8 +257,6 @@ def check_weights(model, encoder_state: dict, where: Path) -> None:
                             f"{tuple(v.shape)}; the config and the weights do not belong together")
 
 
-# --------------------------------------------------------------------------- evaluation
-
 @torch.no_grad()
 def run_model(model, task: Task, features: list[dict], pad_id: int, batch_size: int, device: torch.device,
               autocast, progress: bool = False) -> list:
@@ -292,8 +279,6 @@ def evaluate(model, task: Task, examples, features, pad_id, batch_size, device, 
     outputs = run_model(model, task, features, pad_id, batch_size, device, autocast)
     return task.metrics(examples, features, outputs), task.predictions(examples, features, outputs)
 
-
-# --------------------------------------------------------------------------- one seed
 
 def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, encoder_state: dict | None,
                    train_feats, dev_examples, dev_feats, pad_id: int, out: Path, seed: int,
@@ -386,8 +371,6 @@ def train_one_seed(task: Task, cfg: FinetuneConfig, model_cfg: ModelConfig, enco
     best["model"] = model.cpu() if d.is_main else None
     return best
 
-
-# --------------------------------------------------------------------------- the verb
 
 def _summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "mean": statistics.fmean(values),
@@ -504,49 +487,3 @@ def _finetune(d: Dist, model_path: Path, task_name: str, train_path: Path, dev_p
     say(f"dev {task.primary_metric} over {seeds} seed(s): median {s['median']:.4f}, mean {s['mean']:.4f}, "
         f"std {s['std']:.4f}; best seed's model in {out / 'model'}")
     return results
-
-
-def evaluate_cli(model_path: Path, data: Path, out: Path | None = None, batch_size: int = 64) -> dict:
-    """Metrics of a fine-tuned model on a labelled file; printed and written as JSON."""
-    device = resolve_device("auto")
-    task, model, tok, max_len = load_finetuned(model_path, device)
-    check_vocabulary(tok, model.config, resolve_finetuned(model_path))
-    examples = task.read_eval(Path(data))
-    feats = task.featurize(examples, tok, max_len, training=False)
-    report_warnings(task, str(data))
-    metrics, preds = evaluate(model, task, examples, feats, special_token_ids(tok)["pad"], batch_size, device,
-                              autocast_for(device, "auto"))
-    label, share = task.majority_fraction(preds)
-    result = {"data": str(data), "examples": len(examples), **metrics}
-    if label:
-        result.update(majority_prediction=label, majority_share=share)
-    out = Path(out) if out else resolve_finetuned(model_path).parent / f"eval-{Path(data).stem}.json"
-    write_json(out, result)
-    for k, v in metrics.items():
-        print(f"{k:>20} {v:.4f}" if isinstance(v, float) else f"{k:>20} {v}")
-    print(f"written to {out}")
-    return result
-
-
-def predict_cli(model_path: Path, input_path: Path, out: Path, batch_size: int = 64, progress: bool = True) -> int:
-    """Predictions for every example of ``input_path`` as JSONL (written atomically)."""
-    device = resolve_device("auto")
-    task, model, tok, max_len = load_finetuned(model_path, device)
-    examples = task.read_predict(Path(input_path))
-    if not examples:
-        raise UserError(f"{input_path}: no examples to predict")
-    feats = task.featurize(examples, tok, max_len, training=False)
-    report_warnings(task, str(input_path))
-    outputs = run_model(model, task, feats, special_token_ids(tok)["pad"], batch_size, device,
-                        autocast_for(device, "auto"), progress)
-    rows = task.predictions(examples, feats, outputs)
-    report_warnings(task, str(input_path))
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(out)
-    print(f"{len(rows)} predictions written to {out}")
-    return len(rows)
-

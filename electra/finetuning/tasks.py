@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from electra import metrics
-from electra.data import tasks as readers
+from electra.data import readers as readers
 from electra.errors import UserError
+from electra.finetuning import metrics
 from electra.model import ElectraForQuestionAnswering, ElectraForSequenceClassification, ElectraForTokenClassification
 
 IGNORE = -100  # target of positions without a label (word continuations, specials, padding)
@@ -361,7 +361,7 @@ class QATask(Task):
     read_predict = read_eval
 
     def featurize(self, examples, tok: Tokenizer, max_length: int, training: bool) -> list[dict]:
-        from electra.qa import featurize_qa
+        from electra.finetuning.qa import featurize_qa
 
         o = self.qa_options
         feats, counts = featurize_qa(examples, tok, max_seq_length=max_length, doc_stride=o.get("doc_stride", 128),
@@ -393,7 +393,7 @@ class QATask(Task):
         return [(s[i, :n], e[i, :n]) for i, n in enumerate(lengths)]
 
     def _decode(self, examples, features, outputs):
-        from electra.qa import postprocess_qa
+        from electra.finetuning.qa import postprocess_qa
 
         o = self.qa_options
         T = max(len(x[0]) for x in outputs)

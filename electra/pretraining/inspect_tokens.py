@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from electra.checkpoint import hf_pair_folders, read_json_file, latest_checkpoint, load_hf_model, load_run_config
 from electra.data.tokenizer import load_tokenizer
 from electra.errors import UserError
+from electra.interop.hf import hf_pair_folders, load_hf_model
 from electra.model import ElectraForPreTraining
-from electra.objective_variants import merge_gdes_state
+from electra.pretraining.variants import merge_gdes_state
+from electra.runtime.checkpoint import latest_checkpoint, load_run_config
+from electra.runtime.files import read_json_file
 
 
 def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:

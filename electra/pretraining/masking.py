@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from electra.objectives import Selector, fold64, keyed_uniform, max_selected
+from electra.pretraining.objective import Selector, fold64, keyed_uniform, max_selected
 
 _SALT_WORD, _SALT_SPAN_LENGTH, _SALT_SPAN_SLOT = 0x5BD1E995, 0x68E31DA4, 0x1B56C4E9
 _WHOLE_WORD_PASSES = 3  # after 3 passes the shortfall is almost always 0 (see whole_word_positions)

@@ -1,6 +1,6 @@
 """Training algorithms (issue 4, part 3; paper §3.2, appendix F): ``train.algorithm`` joint | two_stage | adversarial.
 
-The losses stay in ``ElectraPretrainer.forward`` (objectives.py), which runs in one of four *phases*:
+The losses stay in ``ElectraPretrainer.forward`` (objective.py), which runs in one of four *phases*:
 
 - ``joint`` (default): MLM + λ·disc, both networks trained together, bit for bit the ELECTRA recipe.
 - ``generator``: two-stage training, stage one. The generator's MLM alone; the discriminator is not run.
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from electra.config import TrainConfig
-from electra.objective_variants import GradientDisentangledEmbedding
+from electra.pretraining.variants import GradientDisentangledEmbedding
 
 PHASES = ("joint", "generator", "discriminator", "adversarial")
 # Decay of the moving average that baselines the REINFORCE reward (~ the last 100 steps).

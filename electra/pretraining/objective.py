@@ -9,7 +9,7 @@ micro-batch split, the number of processes or the step a run was resumed at
 
 The ablations of the paper (issue 4: ``train.objective`` mlm, electra15, replace_mlm, all_tokens_mlm;
 ``generator.sharing`` none, all, gdes) are branches of ``ElectraPretrainer``; their networks are built in
-objective_variants.py, and whole-word and span selection live in masking.py. The training algorithms
+variants.py, and whole-word and span selection live in masking.py. The training algorithms
 (``train.algorithm`` two_stage, adversarial) are its phases; their pieces live in algorithms.py.
 
 Shapes: B batch, T length, V vocabulary, M selected positions in the batch.
@@ -26,12 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from electra.algorithms import PHASES, RewardBaseline, frozen, position_rewards, reinforce_loss
 from electra.config import ModelConfig
-from electra.detection import binary_auc, label_entropy
 from electra.model import ElectraForMaskedLM
-from electra.objective_variants import (copy_mixture_argmax, copy_mixture_log_prob, pretraining_network,
-                                        share_weights)
+from electra.pretraining.algorithms import PHASES, RewardBaseline, frozen, position_rewards, reinforce_loss
+from electra.pretraining.detection import binary_auc, label_entropy
+from electra.pretraining.variants import copy_mixture_argmax, copy_mixture_log_prob, pretraining_network, share_weights
 
 _MASK32 = 0xFFFFFFFF
 # Salts keep the uses of the hash independent of one another.

@@ -39,12 +39,12 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
              lang: str = "en") -> dict:
     """The pipeline end to end on ``lang``'s demo text (or ``corpus``). Chinese: whole-word masking from jieba's
     segmentation, and the two fetched tasks (review sentiment, People's Daily POS) for fine-tuning."""
-    from electra.checkpoint import export_run
     from electra.data.corpus import build_dataset
     from electra.data.tokenizer import describe_tokenizer_report, tokenizer_report, train_tokenizer
-    from electra.pretrain import plot_run, pretrain
-
-    from electra.demo_data import demo_tasks, fetch_demo_corpus, sources_for
+    from electra.demo.downloads import demo_tasks, fetch_demo_corpus, sources_for
+    from electra.interop.hf import export_run
+    from electra.pretraining.plots import plot_run
+    from electra.pretraining.pretrain import pretrain
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -109,7 +109,7 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
             print(f"  yardstick: AUC {e['eval_unigram_auc']:.3f} on unigram-sampled replacements (0.5 = chance; only "
                   f"context gives them away), {e['eval_uniform_auc']:.3f} on uniformly random ones")
     if zh:
-        from electra.inspect_tokens import inspect_text
+        from electra.pretraining.inspect_tokens import inspect_text
         print(f"  `electra inspect` on {DEMO_SENTENCE_ZH} (P(replaced) per token):")
         inspect_text(disc, DEMO_SENTENCE_ZH, color=False)
     print(f"  tokenizer      {out / 'tokenizer'}")

@@ -4,7 +4,7 @@ Launched by ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, 
 a process group: NCCL on CUDA, gloo on CPU. Started plainly (``python -m electra``) there is no process
 group at all and every helper here is a no-op: single-process runs pay nothing.
 
-How a distributed step equals the single-process one (see pretrain.py; finetune.py does the same with its own
+How a distributed step equals the single-process one (see pretraining/pretrain.py; finetuning/finetune.py does the same with its own
 batches, normalising by the global batch's count of loss terms):
 
 - every rank reads the same global batch order and takes its contiguous slice of each global batch
@@ -214,8 +214,7 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, plain: nn.Mod
     """A sharded (FSDP2) model's full weights and optimiser state, gathered on rank 0 (a collective: every rank
     calls it). Rank 0 gets (``plain`` holding the weights, an index-keyed optimiser state dict); the others
     (None, None)."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = get_model_state_dict(model, options=opts)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from electra.errors import UserError
-from electra.hashing import sha256_file
+from electra.runtime.files import sha256_file
 
 CORPUS_DIRNAME = "demo-corpus"
 MANIFEST_NAME = "manifest.json"

@@ -1,17 +1,4 @@
-"""Checkpoints (atomic, complete, exact resume) and Hugging Face export / import.
-
-A run folder::
-
-    runs/x/config.json            the PretrainConfig
-    runs/x/run.json               data folder, tokenizer, library versions
-    runs/x/metrics.jsonl          one JSON record per log / eval event
-    runs/x/tokenizer/             the tokenizer the data was built with
-    runs/x/checkpoints/step-00001000/
-        model.safetensors         generator + discriminator (shared tensors stored once)
-        optimizer.pt              AdamW state (tensors and numbers only: loads with weights_only=True)
-        rng.pt                    torch CPU/CUDA generator states (pre-training reseeds dropout every step
-                                  from (seed, step, rank), so resume does not need them; still written)
-        state.json                step, data position, tokens seen
+"""Hugging Face transformers folders: export a run, import weights for --init, and find a fine-tuning source.
 
 Because parameter names equal transformers' ELECTRA names, export is a prefix split:
 ``discriminator.X`` -> discriminator/model.safetensors ``X``, ``generator.X`` likewise.
@@ -19,215 +6,23 @@ Because parameter names equal transformers' ELECTRA names, export is a prefix sp
 
 from __future__ import annotations
 
-import errno
-import json
-import os
-import sys
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import UserError
-from electra.hashing import sha256_file
-from electra.model_card import write_pretraining_card
+from electra.interop.model_card import write_pretraining_card
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
-from electra.objective_variants import exportable, load_network_state, merge_gdes_state
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.variants import exportable, load_network_state, merge_gdes_state
+from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
+from electra.runtime.files import AtomicDir, read_json_file, write_json
 
-CHECKPOINT_PREFIX = "step-"
-
-
-# --------------------------------------------------------------------------- atomic folders
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for p in path.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
-class AtomicDir:
-    """Write a folder under a temporary name, fsync it, then rename it into place.
-
-    Readers see either the old folder or the complete new one, never a half-written one.
-    """
-
-    def __init__(self, final: Path):
-        self.final = Path(final)
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        _fsync_tree(self.tmp)
-        if self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.final, old)
-            os.replace(self.tmp, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.final)
-        _fsync_dir(self.final.parent)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------- training checkpoints
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
-
-
-CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
-MANIFEST = "manifest.json"
-BEST = "best.json"
-
-
-def read_best(run_dir: Path) -> dict[str, Any] | None:
-    """``checkpoints/best.json``: the checkpoint with the best held-out loss so far, its step and loss."""
-    try:
-        best = json.loads((Path(run_dir) / "checkpoints" / BEST).read_text())
-        return {"checkpoint": str(best["checkpoint"]), "step": int(best["step"]), "loss": float(best["loss"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def best_checkpoint_name(run_dir: Path) -> str | None:
-    best = read_best(run_dir)
-    return best["checkpoint"] if best else None
-
-
-def record_best(run_dir: Path, checkpoint: Path, step: int, loss: float) -> None:
-    (Path(run_dir) / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_json(Path(run_dir) / "checkpoints" / BEST, {"checkpoint": checkpoint.name, "step": step, "loss": loss})
-
-
-def checkpoint_problem(path: Path) -> str | None:
-    """Why a checkpoint folder cannot be trusted (a missing, truncated or altered file), or None if it is whole.
-
-    Checkpoints written before manifests existed are accepted when all their files are present."""
-    path = Path(path)
-    missing = [n for n in CHECKPOINT_FILES if not (path / n).is_file()]
-    if missing:
-        return f"{missing[0]} is missing"
-    if not (path / MANIFEST).is_file():
-        return None
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        for name, entry in manifest.items():
-            size = (path / name).stat().st_size
-            if size != entry["bytes"]:
-                return f"{name} has {size} bytes, the manifest says {entry['bytes']} (truncated?)"
-            if sha256_file(path / name) != entry["sha256"]:
-                return f"{name} does not match its checksum (corrupted)"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        return f"unreadable manifest ({e})"
-    return None
-
-
-def latest_good_checkpoint(run_dir: Path, report=None) -> Path | None:
-    """The newest checkpoint that passes ``checkpoint_problem``; each newer, broken one is reported (one line
-    each, to stderr by default) and skipped, never deleted: a user may want to look at it."""
-    for ckpt in reversed(checkpoint_dirs(run_dir)):
-        problem = checkpoint_problem(ckpt)
-        if problem is None:
-            return ckpt
-        message = f"warning: {ckpt}: {problem}; using the previous checkpoint"
-        (report or (lambda m: print(m, file=sys.stderr)))(message)
-    return None
-
-
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, Any],
-                    state: dict[str, Any], keep: int) -> Path:
-    """Write ``checkpoints/step-N`` atomically and keep the newest ``keep``. ``optimizer``: the optimiser or its
-    state dict (a sharded run's, gathered by distributed.full_state)."""
-    final = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{state['step']:08d}"
-    for stale in final.parent.glob(f".{CHECKPOINT_PREFIX}*"):  # left by a process killed while saving
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        _write_checkpoint(final, model, optimizer, state)
-    except OSError as e:
-        # AtomicDir removed the partial folder; every earlier checkpoint is untouched.
-        previous = [c.name for c in checkpoint_dirs(run_dir) if c != final]
-        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise UserError(f"{final}: could not save the checkpoint ({why}); {kept}; free space (or fix the cause) "
-                        f"and continue with --resume") from None
-    best = best_checkpoint_name(run_dir)
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        if old.name != best:  # the best held-out checkpoint is kept besides the newest ``keep``
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, Any],
-                      state: dict[str, Any]) -> None:
-    with AtomicDir(final) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
-        write_json(tmp / "state.json", state)
-        write_json(tmp / MANIFEST, {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
-                                    for name in CHECKPOINT_FILES})
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    device: torch.device) -> dict[str, Any]:
-    """Restore model (and optimiser, RNG) from a checkpoint folder; returns its state.json."""
-    try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
-        if unexpected or [k for k in missing if not k.startswith("generator.")]:
-            raise ValueError(f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        if optimizer is not None:
-            optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
-        rng = torch.load(path / "rng.pt", weights_only=True)
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        return json.loads((path / "state.json").read_text())
-    except (OSError, ValueError, RuntimeError, SafetensorError, KeyError) as e:
-        raise UserError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
-
-
-# --------------------------------------------------------------------------- Hugging Face folders
 
 def _split_state(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     # Clone so that tied/shared tensors become separate storage, as safetensors requires.
@@ -256,8 +51,6 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> 
     embeddings are the effective ones (generator's + delta). The ``mlm`` objective has no generator:
     then only ``discriminator/`` is written and the second value is None.
     """
-    from electra.objectives import ElectraPretrainer  # local: objectives imports this module's neighbours
-
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = checkpoint or latest_checkpoint(run_dir)
@@ -283,65 +76,6 @@ def _is_electra_folder(folder: Path) -> bool:
     except UserError:
         return False
     return isinstance(config, dict) and config.get("model_type") == "electra"
-
-
-def read_json_file(path: Path) -> Any:
-    """The JSON value in ``path`` (UTF-8, -16 or -32, as JSON allows); a UserError naming it if unreadable."""
-    try:
-        return json.loads(path.read_bytes())
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-    except RecursionError:
-        raise UserError(f"{path}: not valid JSON (nested too deeply)") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
-        raise UserError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
-
-
-def load_run_config(run_dir: Path) -> PretrainConfig:
-    """A run's config.json, validated: any problem is a UserError naming the file."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: not a pre-training run (no config.json); give the --out folder of `electra pretrain`")
-    raw = read_json_file(path)
-    try:
-        cfg = PretrainConfig.from_dict(raw)
-        cfg.validate()
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-    return cfg
-
-
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest intact checkpoint (broken newer ones are reported and skipped)."""
-    if not checkpoint_dirs(run_dir):
-        raise UserError(f"{run_dir}: the run has no checkpoint yet; train it first (checkpoints are saved every train.save_every steps and at the end)")
-    ckpt = latest_good_checkpoint(run_dir)
-    if ckpt is None:
-        raise UserError(f"{run_dir}: every checkpoint is damaged (see the warnings above); the run cannot be continued")
-    return ckpt
-
-
-def chosen_checkpoint(run_dir: Path, step: int | None = None, best: bool = False) -> Path:
-    """The checkpoint a command names: ``step`` (one of the kept ones), the best held-out one, or the newest."""
-    run_dir = Path(run_dir)
-    load_run_config(run_dir)  # a folder that is not a run is named as such, before any talk of checkpoints
-    if best:
-        name = best_checkpoint_name(run_dir)
-        if name is None or not (run_dir / "checkpoints" / name).is_dir():
-            raise UserError(f"{run_dir}: no best held-out checkpoint recorded (checkpoints/best.json); "
-                            f"leave out --best for the newest")
-        ckpt = run_dir / "checkpoints" / name
-    elif step is not None:
-        ckpt = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
-        if not ckpt.is_dir():
-            kept = ", ".join(str(int(c.name.removeprefix(CHECKPOINT_PREFIX))) for c in checkpoint_dirs(run_dir))
-            raise UserError(f"{run_dir}: no checkpoint at step {step}; kept: {kept or 'none'}")
-    else:
-        return latest_checkpoint(run_dir)
-    problem = checkpoint_problem(ckpt)
-    if problem is not None:
-        raise UserError(f"{ckpt}: {problem}; choose another checkpoint")
-    return ckpt
 
 
 def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
@@ -472,8 +206,6 @@ def _embeddings_shared(model: torch.nn.Module) -> bool:
     return model.generator is not None and model.generator.electra.embeddings is model.discriminator.electra.embeddings \
         and model.generator.electra is not model.discriminator.electra
 
-
-# --------------------------------------------------------------------------- fine-tuning sources
 
 def load_encoder_source(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Path]:
     """The discriminator of MODEL for fine-tuning: (config, ``electra.*`` encoder weights, tokenizer folder).

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from electra.data.loader import eval_batches
-from electra.detection import binary_auc
-from electra.objectives import candidate_mask, fold64, keyed_uniform, select_positions
+from electra.pretraining.detection import binary_auc
+from electra.pretraining.objective import candidate_mask, fold64, keyed_uniform, select_positions
 
 # The yardstick's own seed and salt: fixed, so every run on the same data is scored on the same corruption.
 YARDSTICK_SEED = 20200311  # ELECTRA's ICLR 2020 publication date
