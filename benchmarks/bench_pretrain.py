@@ -52,7 +52,9 @@ from torch import nn  # noqa: E402
 from electra.config import PRESETS, ModelConfig, PretrainConfig, preset_config  # noqa: E402
 from electra.model import ElectraForSequenceClassification  # noqa: E402
 from electra.pretraining.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
-from electra.pretraining.objective import ElectraPretrainer, gumbel_sample, mask_batch, max_selected  # noqa: E402
+from electra.pretraining.masking import mask_batch, max_selected  # noqa: E402
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.replaced_tokens import gumbel_sample
 
 try:
     from electra.pretraining.pretrain import build_optimizer, learning_rate, parameter_groups

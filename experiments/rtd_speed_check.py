@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from electra.config import preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows
 from electra.model import ElectraForPreTraining
-from electra.pretraining.objective import candidate_mask, fold64, keyed_uniform, select_positions
+from electra.pretraining.keyed_random import fold64, keyed_uniform
+from electra.pretraining.masking import candidate_mask, select_positions
 from electra.pretraining.pretrain import build_optimizer, learning_rate
 from electra.pretraining.yardstick import yardstick_aucs, yardstick_distributions
 

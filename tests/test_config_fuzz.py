@@ -17,22 +17,8 @@ from fuzzing import FUZZ, check, mostly
 from hypothesis import given
 from hypothesis import strategies as st
 
-from electra.config import (
-    ACTIVATIONS,
-    ALGORITHMS,
-    MASKINGS,
-    OBJECTIVES,
-    PRESETS,
-    SHARING,
-    GeneratorConfig,
-    ModelConfig,
-    PretrainConfig,
-    TrainConfig,
-    apply_overrides,
-    dumps,
-    preset_config,
-    set_fields,
-)
+from electra.config import (ACTIVATIONS, ALGORITHMS, MASKINGS, OBJECTIVES, PRESETS, SHARING, GeneratorConfig,
+                            ModelConfig, PretrainConfig, TrainConfig, apply_overrides, dumps, preset_config, set_fields)
 from electra.errors import UserError
 from electra.finetuning.finetune import FinetuneConfig
 from electra.interop.hf import _is_electra_folder, load_hf_state

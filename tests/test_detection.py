@@ -10,16 +10,10 @@ from synthetic import SMALL_RUN, SPECIAL_IDS, make_data_dir
 
 from electra.data.loader import PretrainingData, eval_batches
 from electra.pretraining.detection import binary_auc, label_entropy
-from electra.pretraining.objective import candidate_mask
+from electra.pretraining.masking import candidate_mask
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.yardstick import (
-    YARDSTICK_MASK_PROB,
-    uniform_distribution,
-    unigram_distribution,
-    yardstick_aucs,
-    yardstick_corruption,
-    yardstick_distributions,
-)
+from electra.pretraining.yardstick import (YARDSTICK_MASK_PROB, uniform_distribution, unigram_distribution,
+                                           yardstick_aucs, yardstick_corruption, yardstick_distributions)
 
 
 def _pairwise_auc(scores, labels):

@@ -7,13 +7,8 @@ import torch
 
 from electra.config import ModelConfig
 from electra.errors import UserError
-from electra.finetuning.finetune import (
-    FinetuneConfig,
-    build_optimizer,
-    layerwise_lr_scales,
-    length_bucketed_batches,
-    schedule,
-)
+from electra.finetuning.finetune import (FinetuneConfig, build_optimizer, layerwise_lr_scales, length_bucketed_batches,
+                                         schedule)
 from electra.model import ElectraForSequenceClassification
 
 CFG = ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -77,7 +77,7 @@ def test_one_encoder_pass_feeds_both_heads_and_the_loss_is_mlm_plus_weighted_det
         bce = F.binary_cross_entropy_with_logits(model.discriminator.discriminator_predictions(h)[scored],
                                                  labels[scored], reduction="sum") / targets.numel()
     assert loss.item() == pytest.approx((mlm + 10.0 * bce).item(), rel=1e-5)
-    from electra.pretraining.objective import STAT_NAMES
+    from electra.pretraining.stats import STAT_NAMES
     s = dict(zip(STAT_NAMES, stats.tolist()))
     assert s["disc_terms"] == scored.sum().item()  # [MASK] positions are not scored
     assert s["num_replaced"] == (labels.bool() & scored).sum().item() > 0

@@ -12,23 +12,9 @@ from hypothesis import strategies as st
 
 from electra.data.examples import QAAnswer, QAExample
 from electra.errors import UserError
-from electra.finetuning.metrics import (
-    _average_ranks,
-    _chunks,
-    accuracy,
-    classification_metrics,
-    exact_match,
-    f1_binary,
-    f1_macro,
-    f1_score,
-    matthews_corrcoef,
-    normalize_answer,
-    pearson,
-    span_f1,
-    spearman,
-    squad_evaluate,
-    token_accuracy,
-)
+from electra.finetuning.metrics import (_average_ranks, _chunks, accuracy, classification_metrics, exact_match,
+                                        f1_binary, f1_macro, f1_score, matthews_corrcoef, normalize_answer, pearson,
+                                        span_f1, spearman, squad_evaluate, token_accuracy)
 
 # --------------------------------------------------------------------------- classification
 

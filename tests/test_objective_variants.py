@@ -17,26 +17,14 @@ from electra.config import ModelConfig, apply_overrides, preset_config
 from electra.errors import UserError
 from electra.interop.hf import export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
-from electra.pretraining.masking import (
-    continuation_flags,
-    make_selector,
-    span_lengths,
-    span_positions,
-    whole_word_positions,
-    word_starts,
-)
-from electra.pretraining.objective import (
-    BERT_MASK_TOKEN_PROB,
-    BERT_RANDOM_TOKEN_PROB,
-    STAT_NAMES,
-    ElectraPretrainer,
-    gumbel_sample,
-    keyed_uniform,
-    mask_batch,
-    max_selected,
-    selected_mask,
-)
+from electra.pretraining.keyed_random import keyed_uniform
+from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, continuation_flags,
+                                         make_selector, mask_batch, max_selected, selected_mask, span_lengths,
+                                         span_positions, whole_word_positions, word_starts)
+from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.pretrain import build_model, pretrain
+from electra.pretraining.replaced_tokens import gumbel_sample
+from electra.pretraining.stats import STAT_NAMES
 from electra.pretraining.variants import GradientDisentangledEmbedding, copy_mixture_log_prob, exportable
 from electra.runtime.checkpoint import load_run_config
 

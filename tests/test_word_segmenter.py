@@ -13,8 +13,7 @@ from electra.data.corpus import build_dataset
 from electra.data.loader import PretrainingData, cut_into_windows, eval_batches
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
-from electra.pretraining.masking import make_selector
-from electra.pretraining.objective import candidate_mask
+from electra.pretraining.masking import candidate_mask, make_selector
 
 GOLD = [
     "我们 喜欢 自然 语言 处理 。",

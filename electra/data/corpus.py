@@ -29,13 +29,8 @@ from tqdm import tqdm
 
 from electra.data.segment import load_segmenter, segmenter_version, word_start_flags
 from electra.data.sources import CorpusReader, find_corpus_files
-from electra.data.tokenizer import (
-    atomic_output_dir,
-    load_tokenizer,
-    refuse_non_empty,
-    save_tokenizer,
-    special_token_ids,
-)
+from electra.data.tokenizer import (atomic_output_dir, load_tokenizer, refuse_non_empty, save_tokenizer,
+                                    special_token_ids)
 from electra.errors import UserError
 
 FORMAT, VERSION = "electra-pretraining-data", 1

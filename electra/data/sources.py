@@ -9,14 +9,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from electra.data.tables import (
-    FOLDER_TABLE_SUFFIXES,
-    TABLE_SUFFIXES,
-    csv_rows,
-    datasets_rows,
-    is_datasets_folder,
-    parquet_rows,
-)
+from electra.data.tables import (FOLDER_TABLE_SUFFIXES, TABLE_SUFFIXES, csv_rows, datasets_rows, is_datasets_folder,
+                                 parquet_rows)
 from electra.errors import UserError
 
 CORPUS_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")

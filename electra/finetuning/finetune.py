@@ -33,30 +33,16 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from electra.config import (
-    LogConfig,
-    ModelConfig,
-    check_optimiser_limits,
-    check_precision_and_device,
-    check_types,
-    set_fields,
-)
+from electra.config import (LogConfig, ModelConfig, check_optimiser_limits, check_precision_and_device, check_types,
+                            set_fields)
 from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.errors import UserError
 from electra.finetuning.tasks import IGNORE, Task, collate, make_task
 from electra.interop.hf import load_encoder_source
 from electra.interop.model_card import CARD, finetuned_card
 from electra.runtime.device import autocast_for, fused_adamw
-from electra.runtime.distributed import (
-    Dist,
-    all_reduce_sum,
-    barrier,
-    broadcast_object,
-    close_distributed,
-    init_distributed,
-    parallelize,
-    run_device,
-)
+from electra.runtime.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed,
+                                         init_distributed, parallelize, run_device)
 from electra.runtime.files import AtomicDir, write_json
 from electra.runtime.loggers import ScalarSinks
 from electra.runtime.metrics_log import MetricsLog

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from electra.config import TrainConfig
+from electra.pretraining.masking import MaskedBatch
+from electra.pretraining.stats import generator_sums, stack_stats
 from electra.pretraining.variants import GradientDisentangledEmbedding
 
 PHASES = ("joint", "generator", "discriminator", "adversarial")
@@ -163,3 +165,30 @@ def load_algorithm_state(model: nn.Module, state: dict[str, Any]) -> None:
     if baseline is not None and "reward_baseline" in state:
         # float32 -> JSON (a Python float, exact) -> float32: bit-identical.
         baseline.ema.copy_(torch.tensor(state["reward_baseline"], dtype=baseline.ema.dtype))
+
+
+# --------------------------------------------------------------------------- the phases' losses
+
+def phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
+               num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and STAT_NAMES sums of an ``ElectraPretrainer`` (``model``) in a phase other than ``joint``, from
+    its ``generate`` and ``detect`` passes (objective.py), normalised by the global batch's counts as there."""
+    if model.phase == "generator":  # two-stage, stage one: the generator's MLM alone; no discriminator at all
+        gen = model.generate(mb, seed, sample=False)
+        stats = stack_stats(num_selected=mb.valid.float().sum(), num_tokens=mb.attention_mask.sum(),
+                            **generator_sums(gen.losses, gen.logits, gen.targets, mb))
+        return gen.losses.sum() / num_selected_total, stats
+    if model.phase == "discriminator":  # two-stage, stage two: the frozen generator only samples
+        with frozen(model.generator):
+            gen = model.generate(mb, seed)
+        det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
+        return disc_weight * det.losses.sum() / det.num_scored_total, model.step_stats(mb, gen, det)
+    # adversarial: REINFORCE on the discriminator's loss at each sampled position, no MLM term for the generator
+    gen = model.generate(mb, seed)
+    det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
+    rewards = position_rewards(det.logits, det.labels, mb.positions)  # (B, P)
+    sampled = gen.corrupted.gather(1, mb.positions)  # (B, P) the Gumbel-max samples
+    weight = mb.valid.float()
+    loss = reinforce_loss(gen.logits, sampled, rewards, model.reward_baseline.value(), weight, num_selected_total) \
+        + disc_weight * det.losses.sum() / det.num_scored_total
+    return loss, model.step_stats(mb, gen, det, reward_sum=(rewards * weight).sum(), reward_terms=weight.sum())

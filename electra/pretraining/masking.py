@@ -1,6 +1,12 @@
-"""Whole-word and span (SpanBERT) selection of the tokens to predict (``train.masking``).
+"""Which positions a step predicts, and what the generator sees there (``train.masking``, ``train.mask_prob``).
 
-Both keep the contract of ``objectives.select_positions``: a pure function of (seed, example key,
+Uniform selection (``select_positions``) takes round(mask_prob · n) of a row's n candidate tokens; ``generator_inputs``
+turns most of them into ``[MASK]``; ``mask_batch`` joins both into a ``MaskedBatch``. All of it is keyed randomness
+(keyed_random.py).
+
+Whole-word and span (SpanBERT) selection of the tokens to predict (``train.masking``).
+
+Both keep the contract of ``select_positions``: a pure function of (seed, example key,
 position), so an example is masked the same way whatever its batch or the resume point, and a
 static output, positions (B, P) with a ``valid`` mask, P = ``max_selected(T, mask_prob)``. Each row
 selects at most k = round(mask_prob · n) of its n candidate tokens (the uniform count), in whole words:
@@ -25,14 +31,162 @@ Shapes: B batch, T length, P slots, S = P spans at most (each holds at least one
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from electra.pretraining.objective import Selector, fold64, keyed_uniform, max_selected
+from electra.pretraining.keyed_random import (SALT_MASK_TOKEN, SALT_RANDOM_TOKEN, SALT_SELECT, SALT_SPAN_LENGTH,
+                                              SALT_SPAN_SLOT, SALT_WORD, fold64, keyed_uniform)
 
-_SALT_WORD, _SALT_SPAN_LENGTH, _SALT_SPAN_SLOT = 0x5BD1E995, 0x68E31DA4, 0x1B56C4E9
+# BERT's corruption of the selected tokens (train.objective=mlm): 80% [MASK], 10% a random token, 10% kept.
+BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB = 0.8, 0.1
+
+
+def max_selected(seq_len: int, mask_prob: float) -> int:
+    """P, the most positions any row of length ``seq_len`` can have selected: the static width of the
+    generator's LM-head input (Google's ``max_predictions_per_seq``)."""
+    return min(seq_len, max(1, round(seq_len * mask_prob)))
+
+
+def select_positions(candidates: torch.Tensor, mask_prob: float, keys: torch.Tensor,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose round(mask_prob * n) of each row's n candidate positions (at least one), uniformly.
+
+    candidates: (B, T) bool, True for real, non-special tokens. keys: (B,) int64 example keys.
+    Returns positions (B, P) int64 and valid (B, P) bool, P = max_selected(T): row b's selected
+    positions are positions[b][valid[b]]; the other slots point at distinct unselected positions.
+    Fixed shapes keep the step free of host synchronisation (no boolean indexing), and an exact count
+    per row (as Google's code) rather than a coin per token gives every short sequence a prediction.
+    """
+    B, T = candidates.shape
+    P = max_selected(T, mask_prob)
+    n = candidates.sum(1)  # (B,)
+    k = torch.minimum(torch.clamp((n.to(torch.float32) * mask_prob).round().long(), min=1), n)
+    pos = torch.arange(T, device=candidates.device)
+    u = keyed_uniform(seed, SALT_SELECT, fold64(keys)[:, None], pos[None, :])  # (B, T)
+    u = torch.where(candidates, u, torch.full_like(u, 2.0))  # non-candidates sort last
+    positions = u.argsort(dim=1)[:, :P]  # (B, P) candidates in the order of their draws
+    valid = torch.arange(P, device=candidates.device)[None, :] < k[:, None]
+    return positions, valid
+
+
+def selected_mask(positions: torch.Tensor, valid: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """(B, P) positions + validity -> (B, T) bool."""
+    out = torch.zeros(positions.shape[0], seq_len, dtype=torch.bool, device=positions.device)
+    return out.scatter(1, positions, valid)
+
+
+def generator_inputs(input_ids: torch.Tensor, selected: torch.Tensor, mask_id: int, mask_token_prob: float,
+                     keys: torch.Tensor, seed: int, random_token_prob: float = 0.0,
+                     vocab_size: int = 0, noise_cdf: torch.Tensor | None = None) -> torch.Tensor:
+    """ELECTRA's corruption for the generator: of the selected tokens, ``mask_token_prob`` (0.85) become
+    [MASK] and the rest keep their token (no random replacement, unlike BERT).
+
+    With ``random_token_prob`` > 0 (BERT: 0.8 / 0.1), a further slice of the selected tokens becomes a
+    token drawn uniformly from the ``vocab_size`` ids (it may equal the original, as in BERT), or from the
+    distribution whose cumulative sums are ``noise_cdf`` (V,) (the hybrid objective: the unigram distribution).
+    """
+    T = input_ids.shape[1]
+    pos = torch.arange(T, device=input_ids.device)
+    u = keyed_uniform(seed, SALT_MASK_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
+    to_mask = selected & (u < mask_token_prob)
+    out = torch.where(to_mask, torch.full_like(input_ids, mask_id), input_ids)
+    if random_token_prob > 0:
+        to_random = selected & (u >= mask_token_prob) & (u < mask_token_prob + random_token_prob)
+        r = keyed_uniform(seed, SALT_RANDOM_TOKEN, fold64(keys)[:, None], pos[None, :])  # (B, T)
+        if noise_cdf is None:
+            random_ids = (r * vocab_size).long().clamp_(max=vocab_size - 1)
+        else:  # inverse-CDF draws; ids of probability 0 (the special tokens) are never drawn
+            random_ids = torch.searchsorted(noise_cdf, (r.double() * noise_cdf[-1]).contiguous())
+            random_ids = random_ids.clamp_(max=len(noise_cdf) - 1)
+        out = torch.where(to_random, random_ids, out)
+    return out
+
+
+@dataclass
+class MaskedBatch:
+    """One batch after masking. (B, T): input_ids, attention_mask, token_type_ids, generator_input_ids;
+    (B, P): positions, valid; (B,): keys. ``has_padding`` is decided on the host, where it is free.
+    ``position_ids`` (B, T) only for the windows of a sequence-length warm-up (None: 0..T-1)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    positions: torch.Tensor
+    valid: torch.Tensor
+    generator_input_ids: torch.Tensor
+    keys: torch.Tensor
+    has_padding: bool = True
+    position_ids: torch.Tensor | None = None
+    candidates: torch.Tensor | None = None  # (B, T) bool, the real non-special tokens (None: attention_mask)
+    shown_mask: torch.Tensor | None = None  # (B, T) bool, where generator_input_ids is [MASK]
+
+    _TENSORS = ("input_ids", "attention_mask", "token_type_ids", "positions", "valid", "generator_input_ids", "keys",
+                "position_ids", "candidates", "shown_mask")
+
+    @property
+    def selected(self) -> torch.Tensor:
+        """(B, T) bool: the selected positions."""
+        return selected_mask(self.positions, self.valid, self.input_ids.shape[1])
+
+    @property
+    def encoder_mask(self) -> torch.Tensor | None:
+        """What the encoders get: None when nothing is padded, so SDPA may use its fastest kernel."""
+        return self.attention_mask if self.has_padding else None
+
+    def split(self, n: int) -> list["MaskedBatch"]:
+        """n micro-batches of equal size when n divides B (sizes differ by at most one otherwise: the
+        windows of a sequence-length warm-up); losses are normalised by global counts, so either is exact."""
+        parts = {name: [None] * n if getattr(self, name) is None else torch.tensor_split(getattr(self, name), n)
+                 for name in self._TENSORS}
+        return [MaskedBatch(**{name: parts[name][i] for name in self._TENSORS}, has_padding=self.has_padding)
+                for i in range(n)]
+
+
+def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: dict[str, int]) -> torch.Tensor:
+    """(B, T) bool: the real, non-special tokens (not [PAD], [CLS], [SEP], [MASK]), the ones that can be selected."""
+    candidates = attention_mask.bool()
+    for name in ("pad", "cls", "sep", "mask"):
+        candidates = candidates & (input_ids != special_ids[name])
+    return candidates
+
+
+# select(candidates (B, T) bool, input_ids (B, T), keys (B,), seed) -> (positions (B, P), valid (B, P)):
+# whole-word and span selection (masking.make_selector); None is uniform ``select_positions``.
+# (candidates, input_ids, keys, seed, word_starts) -> (positions, valid); word_starts (B, T) bool or None
+Selector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, "torch.Tensor | None"],
+                    tuple[torch.Tensor, torch.Tensor]]
+
+
+def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+               keys: torch.Tensor, special_ids: dict[str, int], mask_prob: float, mask_token_prob: float,
+               seed: int, has_padding: bool = True, select: Selector | None = None,
+               random_token_prob: float = 0.0, vocab_size: int = 0,
+               position_ids: torch.Tensor | None = None, noise_cdf: torch.Tensor | None = None,
+               word_starts: torch.Tensor | None = None) -> MaskedBatch:
+    """Select positions and build the generator's input (dynamic masking: new for every example key).
+
+    ``word_starts`` (B, T) bool: which tokens begin a word, where the data stores it (a word segmenter); the
+    whole-word and span selectors use it instead of ``##`` pieces.
+
+    ``generator_input_ids`` is the input of the network that predicts the selected tokens: the generator,
+    or with the MLM objective the one masked LM (BERT's corruption: ``random_token_prob`` 0.1).
+    """
+    candidates = candidate_mask(input_ids, attention_mask, special_ids)
+    if select is None:
+        positions, valid = select_positions(candidates, mask_prob, keys, seed)
+    else:
+        positions, valid = select(candidates, input_ids, keys, seed, word_starts)
+    selected = selected_mask(positions, valid, input_ids.shape[1])
+    gen_in = generator_inputs(input_ids, selected, special_ids["mask"], mask_token_prob, keys, seed,
+                              random_token_prob, vocab_size, noise_cdf)
+    return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding,
+                       position_ids, candidates, gen_in == special_ids["mask"])
+
+
 _WHOLE_WORD_PASSES = 3  # after 3 passes the shortfall is almost always 0 (see whole_word_positions)
 
 
@@ -86,7 +240,7 @@ def whole_word_positions(candidates: torch.Tensor, starts: torch.Tensor, mask_pr
     k = _budget(candidates, mask_prob)
     start_of = torch.cummax(torch.where(starts, pos, 0), dim=1).values  # (B, T) first token of each token's word
     length = torch.zeros_like(start_of).scatter_add(1, start_of, candidates.long())  # (B, T) word length at its start
-    u = keyed_uniform(seed, _SALT_WORD, fold64(keys)[:, None], pos[None, :])  # one draw per word start
+    u = keyed_uniform(seed, SALT_WORD, fold64(keys)[:, None], pos[None, :])  # one draw per word start
     order = torch.where(starts, u, torch.full_like(u, 2.0)).argsort(dim=1)  # (B, T) word starts in random order
     is_start = starts.gather(1, order)
     length_sorted = length.gather(1, order) * is_start  # (B, T)
@@ -134,7 +288,7 @@ def span_positions(candidates: torch.Tensor, starts: torch.Tensor, mask_prob: fl
     cum_len = F.pad(word_len.cumsum(1), (1, 0))  # (B, T + 1): tokens in words before w
 
     # Span lengths in words, in the order drawn (B, S); enough spans to cover k words (>= k tokens).
-    length = span_lengths(keyed_uniform(seed, _SALT_SPAN_LENGTH, key, span_idx[None, :]), p, max_len)
+    length = span_lengths(keyed_uniform(seed, SALT_SPAN_LENGTH, key, span_idx[None, :]), p, max_len)
     cum = length.cumsum(1)
     m = torch.where(k > 0, (cum < k[:, None]).sum(1) + 1, 0)
     # ... but only as many as fit in W words with a gap between neighbours; a lone span too long is cut to W.
@@ -148,7 +302,7 @@ def span_positions(candidates: torch.Tensor, starts: torch.Tensor, mask_prob: fl
     # Place m non-touching spans uniformly: m of F + m items are spans, the rest free words (stars and
     # bars); a random order of the items gives each drawn span its item, c (B, S).
     free = W - length.sum(1) - (m - 1).clamp(min=0)  # (B,) >= 0
-    u = keyed_uniform(seed, _SALT_SPAN_SLOT, key, pos[None, :])  # (B, T) one draw per item
+    u = keyed_uniform(seed, SALT_SPAN_SLOT, key, pos[None, :])  # (B, T) one draw per item
     c = torch.where(pos[None, :] < (free + m)[:, None], u, torch.full_like(u, 2.0)).argsort(dim=1)[:, :S]
     before = (c[:, None, :] < c[:, :, None]) & active[:, None, :]  # (B, S, S): span j lies left of span i
     first = c + (before * length[:, None, :]).sum(-1)  # (B, S) first word of each span

@@ -26,52 +26,22 @@ from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, 
 from electra.errors import Stopped, UserError
 from electra.interop.hf import check_init_vocabulary, hf_pair_folders, init_config_from_hf, load_pretrainer_from_hf
 from electra.model import count_parameters
-from electra.pretraining.algorithms import (
-    algorithm_state,
-    init_discriminator_from_generator,
-    load_algorithm_state,
-    phase_at,
-    schedule_position,
-)
+from electra.pretraining.algorithms import (algorithm_state, init_discriminator_from_generator, load_algorithm_state,
+                                            phase_at, schedule_position)
 from electra.pretraining.flops import steps_for_budget, training_flops, training_flops_per_step
 from electra.pretraining.health import HealthMonitor
 from electra.pretraining.local_init import init_local_attention
-from electra.pretraining.masking import continuation_flags, make_selector
-from electra.pretraining.objective import (
-    BERT_MASK_TOKEN_PROB,
-    BERT_RANDOM_TOKEN_PROB,
-    STAT_NAMES,
-    ElectraPretrainer,
-    MaskedBatch,
-    Selector,
-    mask_batch,
-    summarise_stats,
-)
+from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, MaskedBatch, Selector,
+                                         continuation_flags, make_selector, mask_batch)
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.stats import STAT_NAMES, summarise_stats
 from electra.pretraining.yardstick import unigram_distribution, yardstick_aucs, yardstick_distributions
-from electra.runtime.checkpoint import (
-    checkpoint_dirs,
-    latest_good_checkpoint,
-    load_checkpoint,
-    load_run_config,
-    read_best,
-    record_best,
-    save_checkpoint,
-)
+from electra.runtime.checkpoint import (checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config,
+                                        read_best, record_best, save_checkpoint)
 from electra.runtime.device import autocast_for, fused_adamw
-from electra.runtime.distributed import (
-    Dist,
-    all_reduce_sum,
-    any_rank,
-    barrier,
-    broadcast_object,
-    close_distributed,
-    full_state,
-    init_distributed,
-    load_full_optimizer_state,
-    no_gradient_sync,
-    parallelize,
-    run_device,
-)
+from electra.runtime.distributed import (Dist, all_reduce_sum, any_rank, barrier, broadcast_object, close_distributed,
+                                         full_state, init_distributed, load_full_optimizer_state, no_gradient_sync,
+                                         parallelize, run_device)
 from electra.runtime.files import write_json
 from electra.runtime.loggers import ScalarSinks
 from electra.runtime.metrics_log import MetricsLog

@@ -16,11 +16,11 @@ import torch
 
 from electra.data.loader import eval_batches
 from electra.pretraining.detection import binary_auc
-from electra.pretraining.objective import candidate_mask, fold64, keyed_uniform, select_positions
+from electra.pretraining.keyed_random import SALT_YARDSTICK, fold64, keyed_uniform
+from electra.pretraining.masking import candidate_mask, select_positions
 
 # The yardstick's own seed and salt: fixed, so every run on the same data is scored on the same corruption.
 YARDSTICK_SEED = 20200311  # ELECTRA's ICLR 2020 publication date
-_SALT_DRAW = 0x51ED270B
 YARDSTICK_MASK_PROB = 0.15
 YARDSTICK_EXAMPLES = 512          # held-out examples scored (fewer if the slice is smaller)
 UNIGRAM_SAMPLE_EXAMPLES = 20_000  # training examples, evenly spread, that the unigram counts come from
@@ -62,7 +62,7 @@ def yardstick_corruption(input_ids: torch.Tensor, candidates: torch.Tensor, keys
     every run, whatever its seed. A draw equal to the original token leaves it original (as ELECTRA labels).
     """
     positions, valid = select_positions(candidates, YARDSTICK_MASK_PROB, keys, YARDSTICK_SEED)  # (B, P)
-    u = keyed_uniform(YARDSTICK_SEED, _SALT_DRAW, fold64(keys)[:, None], positions)  # (B, P)
+    u = keyed_uniform(YARDSTICK_SEED, SALT_YARDSTICK, fold64(keys)[:, None], positions)  # (B, P)
     cdf = distribution.to(torch.float64).cumsum(0)  # (V,); zero-probability ids are never reached
     draws = torch.searchsorted(cdf, (u.double() * cdf[-1]).contiguous()).clamp_(max=len(cdf) - 1)  # (B, P)
     draws = torch.where(valid, draws, input_ids.gather(1, positions))
