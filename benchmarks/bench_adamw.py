@@ -14,7 +14,7 @@ import torch
 
 from electra.config import TrainConfig, preset_config
 from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.pretrain import parameter_groups
+from electra.pretraining.setup import parameter_groups
 
 KERNELS = {"loop": {"foreach": False, "fused": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 

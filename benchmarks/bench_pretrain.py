@@ -6,9 +6,11 @@
 
 One invocation measures, per configuration ``preset:BATCHxLENGTH``:
 
-* ``ours``: random tokens -> ``mask_batch`` -> ``ElectraPretrainer`` (autocast: bf16 on CUDA, fp32 on CPU)
-  -> backward -> clip_grad_norm -> AdamW (``build_optimizer``) -> zero_grad; ``ours+compile`` the same
-  under ``torch.compile`` (on CUDA by default, ``--compile`` / ``--no-compile``).
+* ``ours``: random tokens -> ``mask_batch`` -> the product's ``train_step`` (electra/pretraining/step.py:
+  ``ElectraPretrainer`` under autocast (bf16 on CUDA, fp32 on CPU) -> backward -> clip_grad_norm -> the
+  non-finite check -> AdamW from ``build_optimizer`` -> zero_grad), the very function the training loop
+  runs; ``ours+compile`` the same with the model under ``torch.compile`` (on CUDA by default,
+  ``--compile`` / ``--no-compile``).
 * ``transformers``: ``ElectraForMaskedLM`` + ``ElectraForPreTraining`` (SDPA attention) sharing one
   embeddings module, V-way logits at every position (labels -100 where unselected), the same masking,
   Gumbel-max sampling in float32 at the selected positions, BCE over real tokens, MLM + 50 * disc,
@@ -53,39 +55,14 @@ from electra.config import PRESETS, ModelConfig, PretrainConfig, preset_config  
 from electra.model import ElectraForSequenceClassification  # noqa: E402
 from electra.pretraining.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
 from electra.pretraining.masking import mask_batch, max_selected  # noqa: E402
-from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.replaced_tokens import gumbel_sample
+from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
+from electra.pretraining.replaced_tokens import gumbel_sample  # noqa: E402
 
-try:
-    from electra.pretraining.pretrain import build_optimizer, learning_rate, parameter_groups
-    from electra.runtime.device import autocast_for, fused_adamw
-except ImportError as e:  # electra.pretrain pulls in tqdm/safetensors; the step itself needs neither
-    print(f"note: electra.pretrain not importable ({e}); using local copies of its optimiser helpers")
-
-    def autocast_for(device, precision):
-        if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-            return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext
-
-    def parameter_groups(model, weight_decay):
-        decay, no_decay, seen = [], [], set()
-        for name, p in model.named_parameters():
-            if id(p) not in seen and p.requires_grad:
-                seen.add(id(p))
-                (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def fused_adamw(device):
-        return device.type in ("cuda", "cpu")
-
-    def build_optimizer(model, cfg, device):
-        return torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
-                                 betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                                 fused=fused_adamw(device))
-
-    def learning_rate(step, cfg):
-        warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        return cfg.learning_rate * warmup * max(0.0, 1.0 - step / cfg.max_steps)
+from electra.pretraining.setup import build_optimizer, parameter_groups  # noqa: E402
+from electra.pretraining.stats import STAT_NAMES  # noqa: E402
+from electra.pretraining.step import learning_rate, train_step  # noqa: E402
+from electra.runtime.device import autocast_for, fused_adamw  # noqa: E402
+from electra.runtime.distributed import Dist  # noqa: E402
 
 VOCAB = 30522
 SPECIAL = {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}  # BERT's uncased vocabulary
@@ -166,7 +143,8 @@ def state_bytes(module: nn.Module, optimizer: torch.optim.Optimizer | None) -> i
 # --------------------------------------------------------------------------- the pre-training steps
 
 class OursStep:
-    """Our step, exactly as in electra.pretrain (one micro-batch)."""
+    """Our step: the product's own ``train_step`` (electra/pretraining/step.py, as the training loop runs it, one
+    process, one micro-batch) with the product's optimiser (``build_optimizer``) and learning-rate schedule."""
 
     def __init__(self, cfg: PretrainConfig, device: torch.device, autocast, model: ElectraPretrainer,
                  compile: bool = False):
@@ -174,7 +152,7 @@ class OursStep:
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg.train, device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.fn = torch.compile(self.model) if compile else self.model
+        self.fn = torch.compile(self.model) if compile else self.model  # as build_training does for train.compile
         self.step_idx = 0
 
     def __call__(self, batch: Batch) -> torch.Tensor:
@@ -182,14 +160,11 @@ class OursStep:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step_idx, t)
         mb = masked(batch, self.cfg, self.step_idx)
-        with self.autocast():
-            loss, _ = self.fn(mb, t.seed, t.disc_weight, mb.valid.sum(), mb.attention_mask.sum())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        stats, _, _, _ = train_step(self.model, self.fn, self.optimizer, self.params, mb, t, Dist(), 1,
+                                    self.autocast, self.device)
         self.step_idx += 1
-        return loss.detach()
+        s = dict(zip(STAT_NAMES, stats))  # the step's loss, MLM + λ·disc, from its sums (no host sync)
+        return s["mlm_loss_sum"] / s["num_selected"] + t.disc_weight * s["disc_loss_sum"] / s["disc_terms"]
 
     @torch.no_grad()
     def losses(self, batch: Batch) -> tuple[float, float, float]:

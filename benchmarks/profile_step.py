@@ -18,8 +18,10 @@ from synthetic import make_data_dir  # noqa: E402
 from electra.config import preset_config  # noqa: E402
 from electra.data.loader import BatchStream, PretrainingData  # noqa: E402
 from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
-from electra.pretraining.pretrain import build_optimizer, masked_on_device  # noqa: E402
-from electra.runtime.device import autocast_for
+from electra.pretraining.setup import build_optimizer  # noqa: E402
+from electra.pretraining.step import masked_on_device, train_step  # noqa: E402
+from electra.runtime.device import autocast_for  # noqa: E402
+from electra.runtime.distributed import Dist  # noqa: E402
 
 
 def sync(device):
@@ -51,15 +53,9 @@ def main() -> None:
     autocast = autocast_for(device, "auto")
     params = [p for g in opt.param_groups for p in g["params"]]
 
-    def step(fn, batch):
+    def step(fn, batch):  # the training loop's own step (electra/pretraining/step.py)
         mb = masked_on_device(batch, data.special_ids, t, device)
-        with autocast():
-            loss, stats = fn(mb, t.seed, 50.0, mb.valid.sum(), mb.attention_mask.sum())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return stats
+        return train_step(model, fn, opt, params, mb, t, Dist(), 1, autocast, device)[0]
 
     variants = [("eager", model)] + ([("compiled", torch.compile(model))] if args.compile else [])
     for name, fn in variants:

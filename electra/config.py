@@ -181,7 +181,7 @@ class GeneratorConfig:
 
 
 def check_precision_and_device(precision: str, device: str, prefix: str) -> None:
-    """The names that pretrain.autocast_for and distributed.run_device accept (pre-training and
+    """The names that runtime.device.autocast_for and runtime.distributed.run_device accept (pre-training and
     fine-tuning alike); ``prefix`` names the field as the user spells it (``train.`` or nothing)."""
     if precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"{prefix}precision {precision!r:.60} is not one of auto, fp32, bf16")

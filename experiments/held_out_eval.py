@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from electra.data.loader import PretrainingData
-from electra.pretraining.pretrain import (build_model, build_selector, evaluate, has_binary_discriminator, noise_for,
-                                          tokenizer_for)
+from electra.pretraining.evaluation import evaluate, has_binary_discriminator
+from electra.pretraining.setup import build_model, build_selector, noise_for, tokenizer_for
 from electra.pretraining.yardstick import yardstick_distributions
 from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
 from electra.runtime.device import autocast_for

@@ -22,7 +22,8 @@ from electra.data.loader import BatchStream, PretrainingData, cut_into_windows
 from electra.model import ElectraForPreTraining
 from electra.pretraining.keyed_random import fold64, keyed_uniform
 from electra.pretraining.masking import candidate_mask, select_positions
-from electra.pretraining.pretrain import build_optimizer, learning_rate
+from electra.pretraining.setup import build_optimizer
+from electra.pretraining.step import learning_rate
 from electra.pretraining.yardstick import yardstick_aucs, yardstick_distributions
 
 

@@ -12,8 +12,14 @@ from electra.data.loader import PretrainingData, eval_batches
 from electra.pretraining.detection import binary_auc, label_entropy
 from electra.pretraining.masking import candidate_mask
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.yardstick import (YARDSTICK_MASK_PROB, uniform_distribution, unigram_distribution,
-                                           yardstick_aucs, yardstick_corruption, yardstick_distributions)
+from electra.pretraining.yardstick import (
+    YARDSTICK_MASK_PROB,
+    uniform_distribution,
+    unigram_distribution,
+    yardstick_aucs,
+    yardstick_corruption,
+    yardstick_distributions,
+)
 
 
 def _pairwise_auc(scores, labels):
@@ -142,7 +148,8 @@ def test_training_and_eval_records_carry_auc_margin_and_the_yardstick(tmp_path):
         assert 0.0 <= r["eval_unigram_auc"] <= 1.0 and 0.0 <= r["eval_uniform_auc"] <= 1.0
         assert 0.0 <= r["eval_disc_auc"] <= 1.0
     # The yardstick does not depend on the run's seed: the same weights score the same under another seed.
-    from electra.pretraining.pretrain import build_model, evaluate
+    from electra.pretraining.evaluation import evaluate
+    from electra.pretraining.setup import build_model
     from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
     from electra.runtime.device import autocast_for
     cfg = load_run_config(run)

@@ -17,7 +17,9 @@ from synthetic import make_data_dir
 
 from electra.config import TrainConfig
 from electra.errors import UserError
-from electra.pretraining.pretrain import check_world, dropout_seed, pretrain
+from electra.pretraining.pretrain import pretrain
+from electra.pretraining.setup import check_world
+from electra.pretraining.step import dropout_seed
 from electra.runtime.distributed import Dist, run_device
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from electra.config import ModelConfig, TrainConfig
 from electra.finetuning import finetune
 from electra.finetuning.finetune import FinetuneConfig
 from electra.model import ElectraForSequenceClassification
-from electra.pretraining import pretrain
+from electra.pretraining import setup as pretraining_setup
 from electra.pretraining.objective import ElectraPretrainer
 
 CFG = ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -44,7 +44,7 @@ def test_the_built_optimiser_is_fused_on_cpu_and_steps_like_plain_adamw(which):
     torch.manual_seed(0)
     if which == "pretrain":
         model = ElectraPretrainer(CFG, GEN)
-        opt = pretrain.build_optimizer(model, TrainConfig(learning_rate=1e-3, weight_decay=0.01), torch.device("cpu"))
+        opt = pretraining_setup.build_optimizer(model, TrainConfig(learning_rate=1e-3, weight_decay=0.01), torch.device("cpu"))
     else:
         model = ElectraForSequenceClassification(CFG, 2)
         opt = finetune.build_optimizer(model, FinetuneConfig(learning_rate=1e-3, layerwise_lr_decay=0.8,

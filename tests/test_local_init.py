@@ -9,7 +9,8 @@ from electra.errors import UserError
 from electra.interop.hf import export_run
 from electra.model import ElectraForPreTraining
 from electra.pretraining.local_init import init_local_attention
-from electra.pretraining.pretrain import build_model, pretrain
+from electra.pretraining.pretrain import pretrain
+from electra.pretraining.setup import build_model
 
 
 def _layer0_attention(model: ElectraForPreTraining, ids: torch.Tensor) -> torch.Tensor:

@@ -18,12 +18,23 @@ from electra.errors import UserError
 from electra.interop.hf import export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.pretraining.keyed_random import keyed_uniform
-from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, continuation_flags,
-                                         make_selector, mask_batch, max_selected, selected_mask, span_lengths,
-                                         span_positions, whole_word_positions, word_starts)
+from electra.pretraining.masking import (
+    BERT_MASK_TOKEN_PROB,
+    BERT_RANDOM_TOKEN_PROB,
+    continuation_flags,
+    make_selector,
+    mask_batch,
+    max_selected,
+    selected_mask,
+    span_lengths,
+    span_positions,
+    whole_word_positions,
+    word_starts,
+)
 from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.pretrain import build_model, pretrain
+from electra.pretraining.pretrain import pretrain
 from electra.pretraining.replaced_tokens import gumbel_sample
+from electra.pretraining.setup import build_model
 from electra.pretraining.stats import STAT_NAMES
 from electra.pretraining.variants import GradientDisentangledEmbedding, copy_mixture_log_prob, exportable
 from electra.runtime.checkpoint import load_run_config
@@ -110,7 +121,7 @@ def test_mlm_corruption_is_80_10_10():
     ("electra", "bert", 0.80, 0.10), ("mlm", "electra", 0.85, 0.0)])
 def test_train_corruption_picks_the_masked_lm_input(objective, corruption, masked, random_share):
     from electra.config import TrainConfig
-    from electra.pretraining.pretrain import masked_on_device
+    from electra.pretraining.step import masked_on_device
     ids, attn, types, _ = _batch(B=1024, T=64)
     batch = {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "keys": torch.arange(1024)}
     t = TrainConfig(objective=objective, corruption=corruption)

@@ -51,7 +51,7 @@ def phase_at(step: int, t: TrainConfig) -> str:
 
 
 def schedule_position(step: int, t: TrainConfig) -> tuple[int, TrainConfig]:
-    """``(step within its stage, a config whose max_steps is the stage's length)`` for ``pretrain.learning_rate``.
+    """``(step within its stage, a config whose max_steps is the stage's length)`` for ``step.learning_rate``.
 
     One stage spanning the run except for two-stage training, whose stages are scheduled as two runs: warm-up
     of ``warmup_steps`` and linear decay to 0 over steps 0..n-1, then again over steps n..max_steps-1.

@@ -4,8 +4,8 @@ Launched by ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, 
 a process group: NCCL on CUDA, gloo on CPU. Started plainly (``python -m electra``) there is no process
 group at all and every helper here is a no-op: single-process runs pay nothing.
 
-How a distributed step equals the single-process one (see pretraining/pretrain.py; finetuning/finetune.py does the same with its own
-batches, normalising by the global batch's count of loss terms):
+How a distributed step equals the single-process one (see pretraining/step.py; finetuning/finetune.py does the
+same with its own batches, normalising by the global batch's count of loss terms):
 
 - every rank reads the same global batch order and takes its contiguous slice of each global batch
   (data/loader.py BatchStream), so the examples of a step and their keys (which seed masking and

@@ -1,0 +1,49 @@
+"""Held-out evaluation during pre-training: the objective's losses and accuracies on a fixed masking of the
+held-out slice, and the yardstick's AUCs (yardstick.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from electra.config import PretrainConfig, TrainConfig
+from electra.data.loader import PretrainingData, eval_batches
+from electra.pretraining.masking import Selector
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.stats import STAT_NAMES, summarise_stats
+from electra.pretraining.step import masked_on_device
+from electra.pretraining.yardstick import yardstick_aucs
+
+
+def has_binary_discriminator(cfg: PretrainConfig) -> bool:
+    """Whether the run trains a replaced-token detector (the yardstick applies); the MLM objectives do not."""
+    return cfg.train.objective in ("electra", "electra15", "hybrid")
+
+
+@torch.no_grad()
+def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfig, device: torch.device,
+             autocast, select: Selector | None = None,
+             yardstick: dict[str, torch.Tensor] | None = None, noise_cdf: torch.Tensor | None = None
+             ) -> dict[str, float]:
+    """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable;
+    with ``yardstick`` (yardstick.yardstick_distributions) also the discriminator's ``eval_unigram_auc`` and
+    ``eval_uniform_auc``, the same for every run on the same data."""
+    model.eval()
+    t = cfg.train
+    batch_size = t.micro_batch_size or t.batch_size
+    total = torch.zeros(len(STAT_NAMES), device=device)
+    for batch in eval_batches(data, t.eval_examples, batch_size):
+        mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size, noise_cdf)
+        with autocast():
+            _, stats = model(mb, t.seed, t.disc_weight, mb.valid.sum(), mb.attention_mask.sum())
+        total += stats
+    record = {f"eval_{k}": v for k, v in summarise_stats(total).items()}
+    if yardstick is not None:
+        record.update(yardstick_aucs(model.discriminator, data, yardstick, device, batch_size, autocast))
+    model.train()
+    return record
+
+
+def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:
+    """The training objective on the held-out slice (absent parts are 0): MLM terms + λ · discriminator."""
+    return (record.get("eval_gen_loss", 0.0) + record.get("eval_mlm_loss", 0.0)
+            + t.disc_weight * record.get("eval_disc_loss", 0.0))

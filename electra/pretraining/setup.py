@@ -1,0 +1,278 @@
+"""Everything a pre-training run builds before its first step: the run folder and config (new, resumed or
+from transformers weights), the model and optimiser, the selection function and the health checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from electra import __version__
+from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
+from electra.data.loader import PretrainingData
+from electra.errors import UserError
+from electra.interop.hf import check_init_vocabulary, hf_pair_folders, init_config_from_hf, load_pretrainer_from_hf
+from electra.pretraining.algorithms import load_algorithm_state
+from electra.pretraining.evaluation import has_binary_discriminator
+from electra.pretraining.flops import steps_for_budget
+from electra.pretraining.health import HealthMonitor
+from electra.pretraining.local_init import init_local_attention
+from electra.pretraining.masking import Selector, continuation_flags, make_selector
+from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.yardstick import unigram_distribution
+from electra.runtime.checkpoint import checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config
+from electra.runtime.device import fused_adamw
+from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize
+from electra.runtime.files import write_json
+
+
+def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
+    """``--init`` as the run uses it: one folder (an export, or a discriminator), a (discriminator, generator)
+    pair of folders, or None; a UserError for a wrong count or together with ``--resume``."""
+    if init is not None and resume:
+        raise UserError("--init starts a new run from given weights; --resume continues a run: use one of them")
+    if isinstance(init, (tuple, list)):
+        if len(init) not in (1, 2):
+            raise UserError(f"--init takes one folder (an export, or a discriminator) or two (the discriminator's "
+                            f"and the generator's), got {len(init)}")
+        return Path(init[0]) if len(init) == 1 else (Path(init[0]), Path(init[1]))
+    return None if init is None else Path(init)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices and embeddings; none on biases and LayerNorm.
+
+    Shared parameters (the embeddings) appear once.
+    """
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        parameter_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon, fused=fused_adamw(device),
+    )
+
+
+def noise_for(cfg: PretrainConfig, distributions: dict[str, torch.Tensor] | None,
+              device: torch.device) -> torch.Tensor | None:
+    """The cumulative distribution (V,) float64 the hybrid objective draws its replacements from (``train.noise``:
+    the yardstick's ``distributions``, the training data's unigram frequencies or uniform over non-special ids);
+    None for the other objectives."""
+    if cfg.train.objective != "hybrid":
+        return None
+    return distributions[cfg.train.noise].cumsum(0).to(device)
+
+
+def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
+    """The generator and discriminator of a run, with its objective, weight sharing and training algorithm."""
+    t = cfg.train
+    # The detector's output bias starts at the log-odds of its share of replaced tokens: about mask_prob for
+    # ELECTRA; for the hybrid the selected tokens not shown as [MASK], among the tokens it scores.
+    prior = t.mask_prob if t.objective != "hybrid" else \
+        t.mask_prob * (1 - t.mask_token_prob) / (1 - t.mask_prob * t.mask_token_prob)
+    model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), t.objective, cfg.generator.sharing,
+                              t.algorithm, replaced_prior=prior)
+    if t.local_init:
+        init_local_networks(model, cfg)
+    return model
+
+
+def init_local_networks(model: ElectraPretrainer, cfg: PretrainConfig) -> None:
+    """train.local_init: the discriminator's layer 0 reads each token's neighbours from the start, and so does a
+    separate generator whose heads are wide enough (as wide as the discriminator's: hidden_fraction 1). The
+    embedding tables they reshape are the generator's too (shared, or read through GDES), so both use the
+    discriminator's frequencies."""
+    frequencies, seed = local_init_frequencies(cfg.model), cfg.train.seed
+    gen = model.generator
+    tables = gen.electra.embeddings if cfg.generator.sharing == "gdes" else None
+    init_local_attention(model.discriminator.electra, frequencies, seed=seed, embeddings=tables)
+    if gen is None or gen.electra is model.discriminator.electra:
+        return
+    g = gen.config
+    if g.hidden_size // g.num_attention_heads >= 2 * frequencies and g.hidden_size >= g.embedding_size:
+        init_local_attention(gen.electra, frequencies, seed=seed)  # re-writes the shared tables identically
+
+
+def tokenizer_for(data: PretrainingData, out: Path) -> Path:
+    """The run's tokenizer folder (copied from the data folder at the start), else the data folder's."""
+    return out / "tokenizer" if (out / "tokenizer").is_dir() else data.tokenizer_dir
+
+
+def check_word_masking(cfg: PretrainConfig, tokenizer_dir: Path) -> None:
+    if cfg.train.masking == "whole_word" and not tokenizer_dir.is_dir():
+        raise UserError(f"train.masking=whole_word needs the data's WordPiece tokenizer to find words, and "
+                        f"{tokenizer_dir} is missing; use train.masking=span or uniform, or rebuild the data")
+
+
+def build_selector(cfg: PretrainConfig, tokenizer_dir: Path, device: torch.device) -> tuple[Selector | None, bool]:
+    """``train.masking``'s selection function and whether word boundaries are known (a WordPiece tokenizer)."""
+    t = cfg.train
+    if t.masking == "uniform":
+        return None, False
+    check_word_masking(cfg, tokenizer_dir)
+    flags = continuation_flags(tokenizer_dir, cfg.model.vocab_size)
+    if flags is not None:
+        flags = flags.to(device)
+    return make_selector(t.masking, t.mask_prob, flags, t.span_p, t.span_max), flags is not None
+
+
+def _init_text(init) -> str | None:
+    """How run.json records where the weights came from."""
+    if init is None:
+        return None
+    return " ".join(map(str, init)) if isinstance(init, tuple) else str(init)
+
+
+def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[str], max_steps: int | None,
+                resume: bool, init: Path | tuple[Path, Path] | None = None, world: Dist | None = None,
+                recipe: str | None = None) -> tuple[PretrainConfig, Path | None]:
+    """Create or reopen the run folder; returns the config and the checkpoint to resume from.
+
+    ``world``: the processes of a torchrun launch, checked against the batch before anything is written.
+    ``recipe``: config.RECIPES, default the preset's (a resumed run keeps its own)."""
+    if resume:
+        cfg = load_run_config(out)
+        cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
+        if max_steps is not None:
+            cfg.train.max_steps = max_steps
+        apply_overrides(cfg, overrides)
+        if world is not None:
+            check_world(cfg.train, world)
+        write_json(out / "config.json", cfg.to_dict())
+        ckpt = latest_good_checkpoint(out)  # a damaged newest checkpoint is reported and skipped
+        if ckpt is None and checkpoint_dirs(out):
+            raise UserError(f"{out}: every checkpoint is damaged (see the warnings above); nothing to resume from")
+        return cfg, ckpt
+
+    if out.exists() and any(out.iterdir()):
+        hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
+        raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
+    cfg = preset_config(preset, vocab_size=data.vocab_size, pad_token_id=data.special_ids["pad"], recipe=recipe)
+    if init is not None:
+        cfg = init_config_from_hf(cfg, init)  # the architecture comes from the weights, the recipe from the preset
+        check_init_vocabulary(hf_pair_folders(init)[0], data.tokenizer_dir, data.dir)
+    if max_steps is not None:
+        # A shortened run keeps the paper's shape: warm-up is at most 10% of it (--set wins over this).
+        cfg.train.max_steps = max_steps
+        cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, max_steps // 10))
+    apply_overrides(cfg, overrides)
+    if cfg.train.flops_budget:
+        # A compute-matched run: the schedule spans exactly the budget (warm-up capped at 10% of it).
+        if max_steps is not None:
+            raise UserError("give --max-steps or a FLOPs budget, not both: the budget sets the run's length")
+        cfg.train.max_steps = steps_for_budget(cfg, data.max_seq_length, cfg.train.flops_budget)
+        cfg.train.warmup_steps = min(cfg.train.warmup_steps, max(1, cfg.train.max_steps // 10))
+        cfg.validate()
+    if cfg.train.algorithm == "two_stage" and not cfg.train.two_stage_generator_steps:
+        # Pin "half of max_steps" now, so that a resume with another --max-steps keeps the switch where it was.
+        cfg.train.two_stage_generator_steps = cfg.train.two_stage_switch_step()
+    if cfg.model.vocab_size != data.vocab_size:
+        raise UserError(f"model.vocab_size {cfg.model.vocab_size} differs from the data's vocabulary ({data.vocab_size})")
+    if cfg.train.short_seq_length >= data.max_seq_length:
+        raise UserError(f"train.short_seq_length {cfg.train.short_seq_length} must be below the data's "
+                        f"{data.max_seq_length}-token examples ({data.dir})")
+    if data.max_seq_length > cfg.model.max_position_embeddings:
+        raise UserError(f"{data.dir}: examples of {data.max_seq_length} tokens exceed model.max_position_embeddings "
+                        f"{cfg.model.max_position_embeddings}")
+    cfg.validate()
+    if world is not None:
+        check_world(cfg.train, world)
+    check_word_masking(cfg, data.tokenizer_dir)  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.to_dict())
+    write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": _init_text(init),
+                                  "electra": __version__, "torch": torch.__version__})
+    if data.tokenizer_dir.is_dir():
+        shutil.copytree(data.tokenizer_dir, out / "tokenizer", dirs_exist_ok=True)
+    return cfg, None
+
+
+def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]:
+    """``prepare_run`` on rank 0 (the only one that writes), its config and checkpoint sent to the others;
+    a refusal (UserError) is raised on every rank."""
+    result: tuple = ("ok", None)
+    if d.is_main:
+        try:
+            cfg, ckpt = prepare_run(*args)
+            result = ("ok", (cfg.to_dict(), str(ckpt) if ckpt else None))
+        except UserError as e:
+            result = ("error", str(e))
+            if not d.enabled:
+                raise
+    status, value = broadcast_object(result, d)
+    if status == "error":
+        raise UserError(value)
+    cfg_dict, ckpt = value
+    return PretrainConfig.from_dict(cfg_dict), Path(ckpt) if ckpt else None
+
+
+def check_world(t: TrainConfig, d: Dist) -> int:
+    """Micro-batches per rank per step; the global batch must split evenly into world_size x micro-batch."""
+    micro = t.micro_batch_size or t.batch_size // d.world_size
+    if t.batch_size % (d.world_size * max(1, micro)) or micro == 0:
+        raise UserError(f"train.batch_size {t.batch_size} must be divisible by the number of processes "
+                        f"({d.world_size}) x train.micro_batch_size ({t.micro_batch_size or 'batch_size / processes'})"
+                        f"; change one of them")
+    if d.enabled and t.algorithm == "two_stage":
+        raise UserError("train.algorithm=two_stage is not supported with several processes yet (its stages leave "
+                        "parameters unused); run it in one process, or use joint or adversarial")
+    return t.batch_size // (d.world_size * micro)
+
+
+def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: bool, ckpt: Path | None,
+                   init: str | Path | None) -> tuple[ElectraPretrainer, Any, torch.optim.AdamW, Any, dict[str, Any]]:
+    """The model, the function that runs its step (DDP-wrapped, or FSDP-sharded when ``sharded``; compiled if
+    asked), the optimiser, the unsharded copy rank 0 gathers FSDP weights into for saving (None otherwise) and
+    the run state (step, data position, tokens seen), from the checkpoint ``ckpt``, the transformers weights
+    ``init`` or the seed."""
+    t = cfg.train
+    torch.manual_seed(t.seed)  # same initial weights for the same seed, on any world size
+    model = build_model(cfg).to(device)
+    plain = None
+    state = {"step": 0, "position": 0, "tokens_seen": 0}
+    if sharded:
+        # FSDP2 shards the parameters in place: load the full weights first, shard, then build the optimiser
+        # over the shards and give it the checkpoint's full state.
+        plain = build_model(cfg) if d.is_main else None  # rank 0 gathers the full weights into it to save
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, None, device)
+            load_algorithm_state(model, state)
+        elif init is not None:
+            load_pretrainer_from_hf(model, init)
+        step_fn = parallelize(model, t.parallel, d)
+        optimizer = build_optimizer(model, t, device)
+        if ckpt is not None:
+            load_full_optimizer_state(model, optimizer, torch.load(ckpt / "optimizer.pt", map_location="cpu",
+                                                                   weights_only=True))
+    else:
+        optimizer = build_optimizer(model, t, device)
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, optimizer, device)
+            load_algorithm_state(model, state)  # the adversarial baseline
+        elif init is not None:
+            load_pretrainer_from_hf(model, init)
+        step_fn = parallelize(model, t.parallel, d)  # DDP (the model itself in one process)
+    if t.compile:
+        step_fn = torch.compile(step_fn)
+    return model, step_fn, optimizer, plain, state
+
+
+def health_monitor(cfg: PretrainConfig, data: PretrainingData,
+                   yardstick: dict[str, torch.Tensor] | None) -> HealthMonitor:
+    """The run's health checks (electra/pretraining/health.py); the generator check needs the data's unigram entropy."""
+    t = cfg.train
+    unigram = yardstick["unigram"] if yardstick is not None else unigram_distribution(data, data.special_ids)
+    p = unigram[unigram > 0]
+    return HealthMonitor(max_steps=t.max_steps, warmup_steps=t.warmup_steps, mask_prob=t.mask_prob,
+                         unigram_entropy=float(-(p * p.log()).sum()), detector=has_binary_discriminator(cfg),
+                         log_every=t.log_every, recipe=cfg.recipe, generator_fraction=cfg.generator.hidden_fraction,
+                         length_warmup=bool(t.short_seq_steps))
