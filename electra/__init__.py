@@ -1,3 +1,22 @@
-"""electra: pre-train, fine-tune and use ELECTRA models (Clark et al., ICLR 2020)."""
+"""electra: pre-train, fine-tune and use ELECTRA models (Clark et al., ICLR 2020).
+
+From Python (electra/api.py): ``electra.train_tokenizer``, ``electra.build_data``, ``electra.pretrain``,
+``electra.export``, ``electra.finetune`` and ``electra.load``, the command's verbs as functions; they raise
+``electra.UserError`` where the command prints its one-line error.
+"""
+
+from electra.errors import Stopped, UserError
 
 __version__ = "0.1.0"
+
+_API = ("train_tokenizer", "build_data", "pretrain", "export", "finetune", "load", "FineTunedModel", "Discriminator")
+__all__ = [*_API, "UserError", "Stopped", "__version__"]
+
+
+def __getattr__(name: str):
+    # Loaded on first use: `import electra` (and so every `electra` command) stays free of torch until needed.
+    if name in _API:
+        from electra import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'electra' has no attribute {name!r}")

@@ -111,16 +111,10 @@ def cmd_demo(args) -> None:
 
 def _reader_options(args) -> dict:
     """Reader options given on the command line (None = not given: the reader detects the layout)."""
-    def column(value):  # a name, or a 0-based index (negative: from the end)
-        return int(value) if value is not None and value.lstrip("-").isdigit() else value
+    from electra.finetuning.tasks import reader_options
 
-    if args.task == "tagging":
-        return {"token_column": column(args.token_column), "tag_column": column(args.tag_column)}
-    if args.task == "classification":
-
-        return {"text_column": column(args.text_column), "text_pair_column": column(args.text_pair_column),
-                "label_column": column(args.label_column), "glue_task": args.glue_task}
-    return {}
+    return reader_options(args.task, **{k: getattr(args, k, None) for k in (
+        "text_column", "text_pair_column", "label_column", "glue_task", "token_column", "tag_column")})
 
 
 def cmd_finetune(args) -> None:

@@ -66,7 +66,7 @@ def test_no_two_modules_share_a_name_and_the_top_level_is_small():
     names = [p.name for p in files]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "cli.py", "config.py", "errors.py", "model.py", "study.py"]
+    assert top == ["__init__.py", "__main__.py", "api.py", "cli.py", "config.py", "errors.py", "model.py", "study.py"]
     for package in [p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]:
         doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert doc, f"{package.name}/__init__.py says what the package holds"

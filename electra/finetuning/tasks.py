@@ -435,6 +435,22 @@ class QATask(Task):
 TASKS = {"classification": ClassificationTask, "tagging": TaggingTask, "qa": QATask}
 
 
+def reader_options(task: str, *, text_column=None, text_pair_column=None, label_column=None, glue_task=None,
+                   token_column=None, tag_column=None) -> dict[str, Any]:
+    """The reader options of ``task`` from the command's column options (None: not given, the reader detects the
+    layout). A column is a name, or a 0-based index (negative: from the end), given as an int or a digit string.
+    Options of another task family are ignored, as on the command line."""
+    def column(value):
+        return int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value
+
+    if task == "tagging":
+        return {"token_column": column(token_column), "tag_column": column(tag_column)}
+    if task == "classification":
+        return {"text_column": column(text_column), "text_pair_column": column(text_pair_column),
+                "label_column": column(label_column), "glue_task": glue_task}
+    return {}
+
+
 def make_task(name: str, options=None, state=None) -> Task:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
