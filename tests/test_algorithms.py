@@ -18,14 +18,8 @@ from torch import nn
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
 from electra.interop.hf import export_run, load_encoder_source
-from electra.pretraining.algorithms import (
-    RewardBaseline,
-    algorithm_state,
-    init_discriminator_from_generator,
-    load_algorithm_state,
-    phase_at,
-    schedule_position,
-)
+from electra.pretraining.algorithms import (RewardBaseline, algorithm_state, init_discriminator_from_generator,
+                                            load_algorithm_state, phase_at, schedule_position)
 from electra.pretraining.masking import mask_batch
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.pretrain import pretrain

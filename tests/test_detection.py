@@ -12,14 +12,8 @@ from electra.data.loader import PretrainingData, eval_batches
 from electra.pretraining.detection import binary_auc, label_entropy
 from electra.pretraining.masking import candidate_mask
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.yardstick import (
-    YARDSTICK_MASK_PROB,
-    uniform_distribution,
-    unigram_distribution,
-    yardstick_aucs,
-    yardstick_corruption,
-    yardstick_distributions,
-)
+from electra.pretraining.yardstick import (YARDSTICK_MASK_PROB, uniform_distribution, unigram_distribution,
+                                           yardstick_aucs, yardstick_corruption, yardstick_distributions)
 
 
 def _pairwise_auc(scores, labels):

@@ -18,19 +18,9 @@ from electra.errors import UserError
 from electra.interop.hf import export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.pretraining.keyed_random import keyed_uniform
-from electra.pretraining.masking import (
-    BERT_MASK_TOKEN_PROB,
-    BERT_RANDOM_TOKEN_PROB,
-    continuation_flags,
-    make_selector,
-    mask_batch,
-    max_selected,
-    selected_mask,
-    span_lengths,
-    span_positions,
-    whole_word_positions,
-    word_starts,
-)
+from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, continuation_flags,
+                                         make_selector, mask_batch, max_selected, selected_mask, span_lengths,
+                                         span_positions, whole_word_positions, word_starts)
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.pretrain import pretrain
 from electra.pretraining.replaced_tokens import gumbel_sample

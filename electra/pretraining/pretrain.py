@@ -24,32 +24,15 @@ from electra.pretraining.algorithms import algorithm_state, schedule_position
 from electra.pretraining.evaluation import evaluate, has_binary_discriminator, held_out_loss
 from electra.pretraining.flops import training_flops, training_flops_per_step
 from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.setup import (
-    build_selector,
-    build_training,
-    check_world,
-    health_monitor,
-    init_source,
-    noise_for,
-    prepare_run,
-    prepare_run_everywhere,
-    tokenizer_for,
-)
+from electra.pretraining.setup import (build_selector, build_training, check_world, health_monitor, init_source,
+                                       noise_for, prepare_run, prepare_run_everywhere, tokenizer_for)
 from electra.pretraining.stats import STAT_NAMES, summarise_stats
 from electra.pretraining.step import dropout_seed, enter_phase, learning_rate, masked_on_device, train_step
 from electra.pretraining.yardstick import yardstick_distributions
 from electra.runtime.checkpoint import read_best, record_best, save_checkpoint
 from electra.runtime.device import autocast_for
-from electra.runtime.distributed import (
-    Dist,
-    all_reduce_sum,
-    any_rank,
-    barrier,
-    close_distributed,
-    full_state,
-    init_distributed,
-    run_device,
-)
+from electra.runtime.distributed import (Dist, all_reduce_sum, any_rank, barrier, close_distributed, full_state,
+                                         init_distributed, run_device)
 from electra.runtime.loggers import ScalarSinks
 from electra.runtime.metrics_log import MetricsLog
 from electra.runtime.preemption import StopSignals
