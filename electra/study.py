@@ -170,6 +170,12 @@ def _architecture_source(out: Path, data: str, preset: str, pretrain_set: list[s
                  out / "logs" / "architecture.log")
 
 
+def seeds_label(scores_per_budget: list[list[float]]) -> str:
+    """'mean of 3 seeds', or 'mean of 1–3 seeds' while a grid is still filling in at some budgets."""
+    counts = sorted({len(s) for s in scores_per_budget})
+    return f"mean of {counts[0] if len(counts) == 1 else f'{counts[0]}–{counts[-1]}'} seeds"
+
+
 def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
     """results.csv (one row per cell and probe) and results.png (score against FLOPs, per objective)."""
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
@@ -204,7 +210,7 @@ def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
             x = [statistics.fmean(r["pretrain_flops"] for r in by_budget[b]) for b in budgets]
             scores = [[r["score"] for r in by_budget[b]] for b in budgets]
             mean = [statistics.fmean(s) for s in scores]
-            line, = ax.plot(x, mean, marker="o", label=f"{objective} (mean of {max(len(s) for s in scores)} seeds)")
+            line, = ax.plot(x, mean, marker="o", label=f"{objective} ({seeds_label(scores)})")
             ax.fill_between(x, [min(s) for s in scores], [max(s) for s in scores], alpha=0.2, color=line.get_color())
         scratch = [r["score"] for r in mine if r["budget"] == 0]
         if scratch:

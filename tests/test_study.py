@@ -14,7 +14,7 @@ import pytest
 from electra.data.corpus import build_dataset
 from electra.data.tokenizer import train_tokenizer
 from electra.errors import UserError
-from electra.study import Probe, run_study
+from electra.study import Probe, run_study, seeds_label
 
 WORDS = "the film was quite a story with some acting and music in it great awful dull fine".split()
 TINY = ["model.hidden_size=32", "model.embedding_size=32", "model.num_hidden_layers=2", "model.intermediate_size=64",
@@ -135,3 +135,9 @@ def test_a_set_value_can_apply_to_one_arm(setup, tmp_path):
     with pytest.raises(UserError, match="'bert' is not one of the study's arms"):
         run_study(tmp_path / "u", str(setup / "data"), "tiny", ["electra"], [1e9], [1], [probe],
                   pretrain_set=["bert@train.mask_prob=0.2"])
+
+
+def test_the_plot_label_says_when_budgets_have_different_seed_counts():
+    # A grid that is still filling in (3 seeds at one budget, 1 at another) must not be labelled "mean of 3".
+    assert seeds_label([[0.7, 0.71, 0.72], [0.69, 0.70, 0.73]]) == "mean of 3 seeds"
+    assert seeds_label([[0.7, 0.71, 0.72], [0.69]]) == "mean of 1–3 seeds"
