@@ -129,3 +129,48 @@ def test_the_chinese_demo_runs_end_to_end_and_transformers_loads_its_export(tmp_
         a = ours(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
         b = hf(**enc).logits
     assert (a - b).abs().max().item() <= 1e-4
+
+
+def test_predict_writes_chinese_as_it_was_given_for_all_three_task_families(tmp_path):
+    """Issue 22, part 4: `predict` keeps CJK text, words and answer spans exactly as in the input: raw UTF-8 in
+    the JSONL (no \\u escapes), one tag per Chinese word, and a QA answer that is a character-exact slice of
+    the Chinese context (BERT's normaliser spaces ideographs apart, so the offsets must map back through it)."""
+    from toy_tasks import save_toy_model
+
+    from electra.cli import main
+
+    words = ["北京", "上海", "喜欢", "公园", "天气", "非常", "好", "我们", "。", "，", "electra"]
+    (tmp_path / "m").mkdir()
+    model = save_toy_model(tmp_path / "m", words, 64)
+    fast = ["--set", "epochs=1", "--set", "batch_size=4", "--quiet"]
+
+    sentiment = tmp_path / "s.tsv"
+    sentiment.write_text("sentence\tlabel\n我们喜欢北京的公园。\t1\n天气非常不好，\t0\n上海的天气好\t1\n不喜欢\t0\n",
+                         encoding="utf-8")
+    conll = tmp_path / "p.conll"
+    conll.write_text("我们\tr\n喜欢\tv\n北京\tns\n。\tw\n\n上海\tns\n天气\tn\n非常\td\n好\ta\n，\tw\n", encoding="utf-8")
+    context = "我们喜欢北京的公园。上海天气非常好，ELECTRA 很好。"
+    squad = tmp_path / "q.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": context, "qas": [{"id": f"q{i}", "question": "哪里的公园？",
+                                      "answers": [{"text": "北京", "answer_start": context.index("北京")}]}
+                                     for i in range(4)]}]}]}, ensure_ascii=False), encoding="utf-8")
+
+    for task, data in (("classification", sentiment), ("tagging", conll), ("qa", squad)):
+        ft = tmp_path / f"ft_{task}"
+        qa = ["--set", "max_query_length=16", "--set", "doc_stride=16"] if task == "qa" else []
+        assert main(["finetune", "--model", str(model), "--task", task, "--train", str(data), "--dev", str(data),
+                     "--out", str(ft), *fast, *qa]) == 0
+        out = tmp_path / f"{task}.jsonl"
+        assert main(["predict", "--model", str(ft), "--input", str(data), "--out", str(out), "--quiet"]) == 0
+        raw = out.read_text(encoding="utf-8")
+        assert "\\u" not in raw, f"{task}: CJK escaped in the predictions"
+        rows = [json.loads(line) for line in raw.splitlines()]
+        if task == "classification":
+            assert [r["text"] for r in rows] == ["我们喜欢北京的公园。", "天气非常不好，", "上海的天气好", "不喜欢"]
+        elif task == "tagging":
+            assert [r["words"] for r in rows] == [["我们", "喜欢", "北京", "。"], ["上海", "天气", "非常", "好", "，"]]
+            assert [len(r["tags"]) for r in rows] == [4, 5]
+        else:
+            assert len(rows) == 4 and all(r["question"] == "哪里的公园？" for r in rows)
+            assert all(r["answer"] and r["answer"] in context for r in rows)
