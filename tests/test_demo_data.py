@@ -401,7 +401,7 @@ def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, mo
     dev, _ = read_classification(tasks / "reviews_sentiment" / "dev.tsv")
     assert (len(train), len(dev)) == (45, 5) and info["labels"] == ["0", "1"]
     # The classes are interleaved in proportion (27 : 18 in train), so a prefix of the file has both.
-    assert sorted(e.label for e in train[:10]).count("1") in (5, 6, 7)
+    assert [e.label for e in train[:10]].count("1") in (5, 6, 7)
     assert {e.text for e in train}.isdisjoint(e.text for e in dev)
     pos_dev = read_conll(tasks / "pd_pos" / "dev.conll")
     assert len(pos_dev) == 4 and pos_dev[0].words[:2] == ["我们", "喜欢"] and pos_dev[0].tags[-1] == "w"
