@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 21, secondary check (experiments/results/small_budget_study/10_epochs/criteria_*.txt): the 1e14 recipe,
-# MLM and from-scratch cells of the small-budget study, seeds 1-3, re-probed with 10 fine-tuning epochs instead
-# of 3, everything else as the study's probe.
+# MLM, paper's ELECTRA and from-scratch cells of the small-budget study, seeds 1-3, re-probed with 10
+# fine-tuning epochs instead of 3, everything else as the study's probe (the paper's ELECTRA was added a session
+# later, once its seeds 2-3 existed).
 #
 #   experiments/probe_10_epochs.sh SB_OUT PROBE [OUT]      PROBE: rotten_tomatoes | brown_pos6k
 #
-# SB_OUT is small_budget_study_more_seeds.sh's OUT (its study/ holds seed 1, study14/ seeds 2-3, and
-# brown_pos_train6k.conll). Two fine-tunings at a time, one thread each; a finished one is kept on rerun.
+# SB_OUT is small_budget_study_more_seeds.sh's OUT (its study/ holds seed 1, study14/ and study14pe/ seeds 2-3,
+# and brown_pos_train6k.conll). Two fine-tunings at a time, one thread each; a finished one is kept on rerun.
 set -uo pipefail
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 S=$1; PROBE=$2; OUT=${3:-$S/probe10/$PROBE}; T=${SHARED:-../shared/data}/tasks
@@ -22,6 +23,8 @@ jobs_list() {
     echo "recipe-s$s $S/$d/pretrain/small_budget-electra-1e14-s$s $s pretrained"
     echo "mlm-s$s $S/$d/pretrain/paper-mlm-1e14-s$s $s pretrained"
     echo "scratch-s$s $S/study/pretrain/architecture $s scratch"
+    if [ $s = 1 ]; then d=study; else d=study14pe; fi
+    echo "paper-s$s $S/$d/pretrain/paper-electra-1e14-s$s $s pretrained"
   done
 }
 run_one() {
