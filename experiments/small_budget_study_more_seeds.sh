@@ -10,8 +10,8 @@
 # - OUT/study13s3: seed 3 of the three arms at 1e13 (no --baseline: from-scratch seed 3 is study14's).
 # OUT must hold what small_budget_study.sh prepared (prepare_shared.sh: OUT/data, OUT/brown_pos_train6k.conll).
 # Then: cp OUT/study14/cells/*.json OUT/study14pe/cells/*.json OUT/study13s3/cells/*.json OUT/study/cells/
-# and write the results with electra.study.write_results (docs/experiments.md). study14 reruns from-scratch seed 2 (deterministic: the same
-# scores as OUT/study's; the session's run was given that cell's file instead).
+# and write the results with electra.study.write_results (docs/experiments.md). study14 reruns from-scratch
+# seed 2 (deterministic: the same scores as OUT/study's; the session's run was given that cell's file instead).
 set -euo pipefail
 OUT=$1
 T=${SHARED:-../shared/data}/tasks; POS=$OUT/brown_pos_train6k.conll
