@@ -16,15 +16,12 @@ set -euo pipefail
 OUT=$1
 T=${SHARED:-../shared/data}/tasks; POS=$OUT/brown_pos_train6k.conll
 common=(--data "$OUT/data" --preset tiny --jobs 2 --set train.eval_every=250
-  --set paper:mlm@train.learning_rate=1e-3
   --probe "rotten_tomatoes=classification:$T/rotten_tomatoes/train.tsv:$T/rotten_tomatoes/dev.tsv"
   --probe "brown_pos6k=tagging:$POS:$T/brown_pos/dev.conll")
+# A --set scoped to an arm is refused in a study without that arm, so each grid names the lr of its own arms.
 electra study --out "$OUT/study14" --objectives small_budget:electra,paper:mlm --budgets 1e14 --seeds 2,3 --baseline \
-  "${common[@]}"
+  "${common[@]}" --set paper:mlm@train.learning_rate=1e-3
 electra study --out "$OUT/study13s3" --objectives small_budget:electra,paper:mlm,paper:electra --budgets 1e13 \
-  --seeds 3 "${common[@]}" --set paper:electra@train.learning_rate=1e-3
-# (not ${common[@]}: a --set scoped to paper:mlm is refused in a study without that arm)
-electra study --out "$OUT/study14pe" --objectives paper:electra --budgets 1e14 --seeds 2,3 --data "$OUT/data" \
-  --preset tiny --jobs 2 --set train.eval_every=250 --set paper:electra@train.learning_rate=1e-3 \
-  --probe "rotten_tomatoes=classification:$T/rotten_tomatoes/train.tsv:$T/rotten_tomatoes/dev.tsv" \
-  --probe "brown_pos6k=tagging:$POS:$T/brown_pos/dev.conll"
+  --seeds 3 "${common[@]}" --set paper:mlm@train.learning_rate=1e-3 --set paper:electra@train.learning_rate=1e-3
+electra study --out "$OUT/study14pe" --objectives paper:electra --budgets 1e14 --seeds 2,3 "${common[@]}" \
+  --set paper:electra@train.learning_rate=1e-3
