@@ -15,7 +15,9 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 S=$1; OUT=${2:-$S/in_domain}; T=${SHARED:-../shared/data}/tasks
 mkdir -p "$OUT"
 if [ ! -f "$OUT/data/manifest.json" ]; then
-  # 20 training sentences per document, in file order; the header and the labels dropped
+  # 20 training sentences per document, in file order; the header and the labels dropped. (`data build` reads the
+  # TSV itself, but as a document a row, and examples never span documents: each ~25-token sentence would fill
+  # a 128-token example on its own.)
   python - "$T/rotten_tomatoes/train.tsv" "$OUT/rt_train_text.txt" <<'PY'
 import csv, sys
 with open(sys.argv[1], newline="", encoding="utf-8") as f:
