@@ -77,8 +77,6 @@ def test_all_checkpoints_damaged_is_a_clear_error(run9, tmp_path, capsys):
 
 
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, monkeypatch):
-    import errno
-
     import electra.runtime.checkpoint as ck
     from electra.errors import UserError
 
@@ -87,10 +85,15 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(run9, tmp_path, mo
     shutil.copytree(original, run)
     before = {c.name: (c / "model.safetensors").read_bytes() for c in checkpoint_dirs(run)}
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    from faults import disk_fills_at
 
-    monkeypatch.setattr(ck, "save_model", full)
+    real_save = ck.save_checkpoint
+
+    def save_on_a_full_disk(*args, **kwargs):  # the disk fills at the first write of the next checkpoint
+        disk_fills_at(monkeypatch, 1)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr("electra.pretraining.pretrain.save_checkpoint", save_on_a_full_disk)
     with pytest.raises(UserError, match=r"step-00000012: could not save the checkpoint \(the disk is full\); "
                                         r"the previous checkpoint step-00000009 is intact"):
         pretrain(data, run, resume=True, max_steps=12, progress=False)

@@ -19,7 +19,6 @@ Hugging Face export and import live in electra/interop/hf.py.
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import sys
@@ -28,11 +27,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 
 from electra.config import PretrainConfig
 from electra.errors import UserError
-from electra.runtime.files import AtomicDir, read_json_file, sha256_file, write_json
+from electra.runtime.files import (AtomicDir, WriteFailed, read_json_file, save_safetensors, save_torch, sha256_file,
+                                   write_json)
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -117,11 +117,11 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         shutil.rmtree(stale, ignore_errors=True)
     try:
         _write_checkpoint(final, model, optimizer, state)
-    except OSError as e:
+    except WriteFailed as e:
         # AtomicDir removed the partial folder; every earlier checkpoint is untouched.
         previous = [c.name for c in checkpoint_dirs(run_dir) if c != final]
         kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        why = e.reason
         raise UserError(f"{final}: could not save the checkpoint ({why}); {kept}; free space (or fix the cause) "
                         f"and continue with --resume") from None
     best = best_checkpoint_name(run_dir)
@@ -134,15 +134,31 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
 def _write_checkpoint(final: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, Any],
                       state: dict[str, Any]) -> None:
     with AtomicDir(final) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
+        save_safetensors(tmp / "model.safetensors", *unique_tensors(model))
+        save_torch(tmp / "optimizer.pt", optimizer if isinstance(optimizer, dict) else optimizer.state_dict())
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
+        save_torch(tmp / "rng.pt", rng)
         write_json(tmp / "state.json", state)
         write_json(tmp / MANIFEST, {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
                                     for name in CHECKPOINT_FILES})
+
+
+def unique_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The model's state with each shared tensor (tied embeddings, a shared encoder) stored once, under its first
+    name, as safetensors' ``save_model`` does; the metadata maps every dropped name to the kept one.
+    ``load_model`` restores the others from the sharing the model itself declares."""
+    kept: dict[tuple, str] = {}
+    tensors, metadata = {}, {}
+    for name, t in model.state_dict().items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+        if key in kept:
+            metadata[name] = kept[key]
+            continue
+        kept[key] = name
+        tensors[name] = t.detach().contiguous()
+    return tensors, metadata
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
