@@ -566,14 +566,15 @@ def main() -> None:
                     data_row)
     print("\n" + report)
     if args.append:
+        from electra.runtime.files import make_folder, open_for_appending
+
         path = Path(args.append)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         new = not path.exists() or path.stat().st_size == 0
-        with open(path, "a") as f:  # append only: earlier results are never touched
-            if new:
-                f.write("# Benchmark results\n\nAppended by `benchmarks/bench_pretrain.py --append`; "
-                        "see benchmarks/README.md for what is measured. Newest last.\n\n")
-            f.write(report + "\n")
+        header = ("# Benchmark results\n\nAppended by `benchmarks/bench_pretrain.py --append`; "
+                  "see benchmarks/README.md for what is measured. Newest last.\n\n") if new else ""
+        with open_for_appending(path) as f:  # append only, in one write: earlier results are never touched
+            f.write(header + report + "\n")
         print(f"appended to {path}")
 
 

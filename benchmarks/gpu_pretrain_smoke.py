@@ -7,7 +7,6 @@ falling losses, and prints steps/s and tokens/s of the whole loop (data, masking
 """
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -20,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic import make_data_dir  # noqa: E402
 
 from electra.pretraining.pretrain import pretrain  # noqa: E402
+from electra.runtime.metrics_log import read_metrics  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
                  overrides=[f"train.batch_size={args.batch}", "train.log_every=50", "train.eval_every=100000",
                             "train.save_every=100000", f"train.compile={comp}"])
         wall = time.perf_counter() - t0
-        recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        recs = read_metrics(run / "metrics.jsonl")
         train = [r for r in recs if "gen_loss" in r]
         steady = train[2:] if len(train) > 3 else train
         tps = sorted(r["tokens_per_s"] for r in steady)[len(steady) // 2]

@@ -88,22 +88,25 @@ def pretrain(data: str | Path, out: str | Path, *, preset: str = "small", recipe
                init=init, recipe=recipe)
 
 
-def export(run: str | Path, out: str | Path, *, step: int | None = None, best: bool = False) -> tuple[Path, Path | None]:
-    """`electra export`: transformers folders (discriminator, generator or None) from a run's checkpoint."""
+def export(run: str | Path, out: str | Path, *, step: int | None = None, best: bool = False,
+           overwrite: bool = False) -> tuple[Path, Path | None]:
+    """`electra export`: transformers folders (discriminator, generator or None) from a run's checkpoint.
+    ``overwrite``: replace OUT/discriminator and OUT/generator even if electra did not write them."""
     from electra.interop.hf import export_run
     from electra.runtime.checkpoint import chosen_checkpoint
 
-    return export_run(Path(run), Path(out), chosen_checkpoint(Path(run), step, best))
+    return export_run(Path(run), Path(out), chosen_checkpoint(Path(run), step, best), overwrite=overwrite)
 
 
 def finetune(model: str | Path, task: str, train: str | Path, dev: str | Path, out: str | Path, *, seeds: int = 1,
              overrides: Overrides = None, text_column: str | int | None = None,
              text_pair_column: str | int | None = None, label_column: str | int | None = None,
              glue_task: str | None = None, token_column: str | int | None = None, tag_column: str | int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """`electra finetune`: fine-tune ``model`` (a run, an export or a transformers ELECTRA folder) on a
     ``task`` (classification, tagging, qa) for ``seeds`` seeds; returns results.json's content (per-seed dev
-    metrics and their median, mean and std). The best seed's model is ``out/model``: ``load(out)`` uses it."""
+    metrics and their median, mean and std). The best seed's model is ``out/model``: ``load(out)`` uses it.
+    ``overwrite``: replace ``out`` even if it is not an earlier fine-tuning output."""
     from electra.finetuning.finetune import finetune as run
 
     options = reader_options(task, text_column=text_column, text_pair_column=text_pair_column,
@@ -112,7 +115,7 @@ def finetune(model: str | Path, task: str, train: str | Path, dev: str | Path, o
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise UserError(f"seeds: a whole number of runs >= 1, got {seeds!r}")
     return run(Path(model), task, Path(train), Path(dev), Path(out), seeds=seeds, overrides=_settings(overrides),
-               reader_options=options, progress=progress)
+               reader_options=options, progress=progress, overwrite=overwrite)
 
 
 class FineTunedModel:

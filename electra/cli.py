@@ -82,7 +82,7 @@ def cmd_export(args) -> None:
     from electra.runtime.files import read_json_file
 
     ckpt = chosen_checkpoint(Path(args.run), args.step, args.best)
-    disc, gen = export_run(Path(args.run), Path(args.out), ckpt)
+    disc, gen = export_run(Path(args.run), Path(args.out), ckpt, overwrite=args.overwrite)
     arch = read_json_file(disc / "config.json")["architectures"][0]  # written by export_run just now
     print(f"discriminator: {disc}  (transformers.{arch}.from_pretrained)")
     if gen is not None:
@@ -132,7 +132,8 @@ def cmd_finetune(args) -> None:
     from electra.finetuning.finetune import finetune
 
     finetune(Path(args.model), args.task, Path(args.train), Path(args.dev), Path(args.out), seeds=args.seeds,
-             overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet)
+             overrides=args.set, reader_options=_reader_options(args), progress=not args.quiet,
+             overwrite=args.overwrite)
 
 
 def cmd_evaluate(args) -> None:
@@ -170,10 +171,10 @@ def cmd_study(args) -> None:
     min-max band over seeds). Rerunning the same command after a crash skips finished cells and resumes the
     rest. --probe TASK:TRAIN:DEV (or NAME=TASK:TRAIN:DEV), repeatable. --baseline adds from-scratch fine-tuning.
     """
-    from electra.study import Probe, run_study
+    from electra.study import Probe, parse_budgets, parse_seeds, run_study
 
-    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    budgets = parse_budgets(args.budgets)
+    seeds = parse_seeds(args.seeds)
     csv_path, png = run_study(Path(args.out), args.data, args.preset, args.objectives.split(","), budgets, seeds,
                               [Probe.parse(p) for p in args.probe], baseline=args.baseline, jobs=args.jobs,
                               pretrain_set=args.set, finetune_set=args.finetune_set)
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = sp.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, default=None, help="export this kept checkpoint (default: the newest)")
     which.add_argument("--best", action="store_true", help="export the checkpoint with the best held-out loss")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace OUT/discriminator and OUT/generator even if electra did not write them")
 
     sp = verb(verbs, "plot", cmd_plot)
     sp.add_argument("run")
@@ -267,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dev", required=True, metavar="FILE")
     sp.add_argument("--out", required=True)
     sp.add_argument("--seeds", type=int, default=1, help="fine-tune this many seeds (seed, seed+1, ...)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace OUT even if it is not an earlier `electra finetune` output")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--glue-task", default=None, help="GLUE layout when the header does not say (e.g. cola)")
     sp.add_argument("--text-column", default=None, help="column name or 0-based index")

@@ -23,7 +23,7 @@ and redoes interrupted fine-tuning runs. ``--baseline`` adds a from-scratch fine
 from __future__ import annotations
 
 import csv
-import json
+import math
 import os
 import shutil
 import statistics
@@ -35,8 +35,71 @@ from pathlib import Path
 
 from electra.config import OBJECTIVES, RECIPES
 from electra.errors import UserError
+from electra.runtime.files import (WriteFailed, atomic_file, claim_output_folder, failure_reason, make_folder,
+                                   open_for_appending, read_json_file, read_json_object, write_json)
+from electra.runtime.metrics_log import read_metrics
 
 TASK_NAMES = ("classification", "tagging", "qa")
+MAX_SEED = 2**32 - 1  # numpy's generators (the data order) take seeds below 2**32
+
+
+def _items(text: str, option: str, example: str) -> list[str]:
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise UserError(f"{option} {text!r}: give one or more comma-separated values, e.g. {option} {example}")
+    return [item for item in items if item]
+
+
+def parse_budgets(text: str) -> list[float]:
+    """``--budgets``: comma-separated pre-training FLOPs budgets, each a positive finite number (``1e14,3e14``).
+    Two budgets that would name the same cell (equal to 3 significant figures) are refused too."""
+    example = "1e14,3e14,1e15"
+    items, budgets = _items(text, "--budgets", example), []
+    for item in items:
+        try:
+            b = float(item)
+        except ValueError:
+            raise UserError(f"--budgets: {item!r} is not a number; give comma-separated FLOPs budgets, "
+                            f"e.g. --budgets {example}") from None
+        if not math.isfinite(b) or b <= 0:
+            raise UserError(f"--budgets: {item!r} is not a positive, finite number of FLOPs; give comma-separated "
+                            f"FLOPs budgets, e.g. --budgets {example}")
+        budgets.append(b)
+    seen: dict[str, str] = {}
+    for item, b in zip(items, budgets):
+        key = f"{b:.3g}"
+        if key in seen:
+            raise UserError(f"--budgets: {seen[key]!r} and {item!r} are the same budget to 3 significant figures "
+                            f"(a cell's name shows 3); give each budget once, e.g. --budgets {example}")
+        seen[key] = item
+    return budgets
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: comma-separated whole numbers from 0 to 2**32 - 1, each once (``1,2,3``)."""
+    example = "1,2,3"
+    seeds: list[int] = []
+    for item in _items(text, "--seeds", example):
+        try:
+            seed = int(item)
+        except ValueError:
+            raise UserError(f"--seeds: {item!r} is not a whole number; give comma-separated seeds, "
+                            f"e.g. --seeds {example}") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise UserError(f"--seeds: {item!r} is out of range (a seed is 0 to {MAX_SEED}); give comma-separated "
+                            f"seeds, e.g. --seeds {example}")
+        if seed in seeds:
+            raise UserError(f"--seeds: {seed} is given twice; give each seed once, e.g. --seeds {example}")
+        seeds.append(seed)
+    return seeds
+
+
+def check_jobs(jobs) -> int:
+    """``--jobs``: how many cells run at the same time, at least 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"--jobs {jobs!r}: must be a whole number of at least 1 (the cells run at the same time), "
+                        f"e.g. --jobs 2")
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -48,17 +111,29 @@ class Probe:
 
     @classmethod
     def parse(cls, text: str) -> "Probe":
-        """``TASK:TRAIN:DEV`` or ``NAME=TASK:TRAIN:DEV``."""
+        """``TASK:TRAIN:DEV`` or ``NAME=TASK:TRAIN:DEV``. NAME (by default the train file's folder) names the
+        probe's folders and columns, so it is a plain name: no / or \\, not . or .."""
         name, _, spec = text.rpartition("=") if "=" in text.split(":")[0] else ("", "", text)
         parts = spec.split(":")
         if len(parts) != 3 or parts[0] not in TASK_NAMES:
             raise UserError(f"--probe {text!r}: expected TASK:TRAIN:DEV with TASK one of {', '.join(TASK_NAMES)}")
         task, train, dev = parts
         for f in (train, dev):
-            if not Path(f).is_file():
-                raise UserError(f"--probe {text!r}: {f} is not a file")
-        return cls(name or Path(train).parent.name or Path(train).stem, task, str(Path(train).resolve()),
-                   str(Path(dev).resolve()))
+            try:
+                is_file = bool(f) and Path(f).is_file()
+            except (OSError, ValueError) as e:
+                raise UserError(f"--probe {text!r}: cannot read {f!r} ({failure_reason(e)})") from None
+            if not is_file:
+                raise UserError(f"--probe {text!r}: {f!r} is not a file")
+        train_path = Path(train).resolve()
+        folder = Path(train).parent.name  # as given (a study's probes are recorded by name in study.json) ...
+        if folder == "..":
+            folder = train_path.parent.name  # ... but ../train.tsv names its folder, not ".."
+        name = name or folder or Path(train).stem
+        if name in (".", "..") or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+            raise UserError(f"--probe {text!r}: the name {name!r} cannot name a folder; give a plain one, "
+                            f"NAME=TASK:TRAIN:DEV (e.g. sst=classification:train.tsv:dev.tsv)")
+        return cls(name, task, str(train_path), str(Path(dev).resolve()))
 
 
 @dataclass(frozen=True)
@@ -111,11 +186,15 @@ def check_arm(arm: str) -> None:
 
 def _electra(args: list[str], threads: int, log: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    with open(log, "a") as f:
+    try:
+        f = open_for_appending(log)
+    except OSError as e:
+        raise WriteFailed(log, e) from None
+    with f:
         proc = subprocess.run([sys.executable, "-m", "electra", *args, "--quiet"], stdout=f, stderr=subprocess.STDOUT,
                               env=env)
     if proc.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"`electra {args[0]}` failed (exit {proc.returncode}): {tail[0]}; full log: {log}")
 
 
@@ -135,9 +214,9 @@ def run_cell(cell: Cell, out: Path, data: str, preset: str, probes: list[Probe],
                       "--set", f"train.seed={cell.seed}",
                       *[a for kv in arm_overrides(pretrain_set, cell.objective) for a in ("--set", kv)]],
                      threads, log)
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        spent = max(r.get("flops", 0) for r in records)
-        steps = max(r["step"] for r in records)
+        records = read_metrics(run / "metrics.jsonl")  # a torn last line is skipped (and reported)
+        spent = max((r["flops"] for r in records if isinstance(r.get("flops"), (int, float))), default=0)
+        steps = max((r["step"] for r in records if isinstance(r.get("step"), (int, float))), default=0)
     else:
         spent, steps = 0, 0
     model = str(run) if cell.budget > 0 else str(out / "pretrain" / "architecture")
@@ -149,13 +228,11 @@ def run_cell(cell: Cell, out: Path, data: str, preset: str, probes: list[Probe],
         _electra(["finetune", "--model", model, "--task", probe.task, "--train", probe.train, "--dev", probe.dev,
                   "--out", str(ft), "--set", f"seed={cell.seed}", *extra,
                   *[a for kv in finetune_set for a in ("--set", kv)]], threads, log)
-        res = json.loads((ft / "results.json").read_text())
+        res = read_json_object(ft / "results.json")
         result["scores"][probe.name] = {"metric": res["primary_metric"],
                                         "score": res["seeds"][0][res["primary_metric"]],
                                         "collapsed": bool(res["collapsed_seeds"])}
-    tmp = out / "cells" / f".{cell.name}.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "cells" / f"{cell.name}.json")  # the cell counts as done only once this exists
+    write_json(out / "cells" / f"{cell.name}.json", result)  # atomic: the cell counts as done only once this exists
     return result
 
 
@@ -178,13 +255,19 @@ def seeds_label(scores_per_budget: list[list[float]]) -> str:
 
 def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
     """results.csv (one row per cell and probe) and results.png (score against FLOPs, per objective)."""
-    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
-    rows = [{"objective": c["objective"], "budget": c["budget"], "seed": c["seed"],
-             "pretrain_flops": c["pretrain_flops"], "pretrain_steps": c["pretrain_steps"], "probe": name,
-             "metric": s["metric"], "score": s["score"], "collapsed": s["collapsed"]}
-            for c in cells for name, s in c["scores"].items()]
+    rows = []
+    for path in sorted((out / "cells").glob("*.json")):
+        c = read_json_object(path, "a study cell (a JSON object)")
+        try:
+            rows += [{"objective": c["objective"], "budget": float(c["budget"]), "seed": c["seed"],
+                      "pretrain_flops": c["pretrain_flops"], "pretrain_steps": c["pretrain_steps"], "probe": name,
+                      "metric": s["metric"], "score": float(s["score"]), "collapsed": s["collapsed"]}
+                     for name, s in c["scores"].items()]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UserError(f"{path}: not a finished study cell ({type(e).__name__}: {e}); delete it and rerun the "
+                            f"study to redo that cell") from None
     csv_path = out / "results.csv"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_file(csv_path, text=True) as f:
         writer = csv.DictWriter(f, fieldnames=["objective", "budget", "seed", "pretrain_flops", "pretrain_steps",
                                                "probe", "metric", "score", "collapsed"])
         writer.writeheader()
@@ -227,8 +310,11 @@ def write_results(out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
         ax.legend(fontsize=8)
     fig.tight_layout()
     png = out / "results.png"
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_file(png) as f:
+            fig.savefig(f, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return csv_path, png
 
 
@@ -247,20 +333,33 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
             raise UserError(f"--set {kv!r}: {scope!r} is not one of the study's arms ({', '.join(objectives)})")
     if not probes:
         raise UserError("give at least one --probe TASK:TRAIN:DEV")
-    if any(b <= 0 for b in budgets) or not budgets:
-        raise UserError("--budgets: give one or more positive FLOPs budgets, e.g. 1e14,3e14,1e15")
+    names = [p.name for p in probes]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"--probe: two probes share the name {twice[0]!r}; name them, NAME=TASK:TRAIN:DEV")
+    if not budgets or any(not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0) for b in budgets):
+        raise UserError("--budgets: give one or more positive, finite FLOPs budgets, e.g. 1e14,3e14,1e15")
+    if len({f"{float(b):.3g}" for b in budgets}) != len(budgets):
+        raise UserError("--budgets: give each budget once (two are the same to 3 significant figures)")
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: give one or more different whole numbers from 0 to {MAX_SEED}, e.g. 1,2,3")
+    check_jobs(jobs)
     grid = {"data": str(Path(data).resolve()), "preset": preset, "objectives": objectives, "budgets": budgets,
             "seeds": seeds, "probes": [asdict(p) for p in probes], "baseline": baseline,
             "pretrain_set": pretrain_set, "finetune_set": finetune_set}
+    claim_output_folder(out, overwrite=True)  # a file where the folder should be is one line
     if (out / "study.json").is_file():
-        if json.loads((out / "study.json").read_text()) != grid:
+        if read_json_file(out / "study.json") != grid:
             raise UserError(f"{out}: holds a different study (see study.json); rerun it with the same options "
                             f"to resume it, or choose another --out")
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: exists and is not a study; choose another --out")
+    if not (out / "study.json").is_file():
+        make_folder(out)
+        write_json(out / "study.json", grid)  # first and once: it makes the folder a study; a rerun must match it
     for sub in ("pretrain", "finetune", "cells", "logs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps(grid, indent=2))
+        make_folder(out / sub)
 
     # seed by seed, so that a study stopped part-way (or run over several sessions) already compares every
     # arm at every budget on its first seeds; within a seed, the short baseline first

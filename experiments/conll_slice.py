@@ -6,6 +6,9 @@ later sentence that has it (fine-tuning refuses a dev tag it never saw in train)
 
 import sys
 
+from electra.errors import UserError
+from electra.runtime.files import atomic_file, refuse_input_as_output
+
 
 def sentences(path: str) -> list[list[str]]:
     out, cur = [], []
@@ -32,7 +35,8 @@ def main() -> None:
         if ({tag(line) for line in s} - have) & dev_tags:
             chosen.append(s)
             have |= {tag(line) for line in s}
-    with open(out, "w", encoding="utf-8") as f:
+    refuse_input_as_output(out, [train_path, dev_path], option="OUT")
+    with atomic_file(out, text=True) as f:
         for s in chosen:
             f.writelines(s)
             f.write("\n")
@@ -40,4 +44,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a file that cannot be read or written: one line, as the CLI does
+        sys.exit(f"error: {e}")

@@ -9,17 +9,20 @@ slice, so not comparable with the study's), and the rotten_tomatoes dev accuracy
 
 import argparse
 import csv
-import json
+import sys
 from pathlib import Path
+
+from electra.errors import UserError
+from electra.runtime.files import atomic_file, make_folder, read_json_object
+from electra.runtime.metrics_log import read_metrics
 
 
 def run_row(out: Path, name: str) -> dict:
     arm, _, seed = name.rpartition("-s")
-    records = [json.loads(line) for line in (out / "pretrain" / name / "metrics.jsonl").read_text().splitlines()
-               if line.strip()]
+    records = read_metrics(out / "pretrain" / name / "metrics.jsonl")  # a torn last line is skipped
     train = [r for r in records if "flops" in r]
     evals = [r for r in records if r.get("event") == "eval" and "eval_unigram_auc" in r]
-    result = json.loads((out / "finetune" / name / "results.json").read_text())
+    result = read_json_object(out / "finetune" / name / "results.json")
     return {"arm": arm, "seed": int(seed), "steps": train[-1]["step"], "flops": train[-1]["flops"],
             "eval_unigram_auc": round(evals[-1]["eval_unigram_auc"], 4) if evals else "",
             "accuracy": round(100 * result["seeds"][0]["accuracy"], 2), "collapsed": bool(result["collapsed_seeds"])}
@@ -33,8 +36,8 @@ def main() -> None:
     names = sorted(d.name for d in (a.out / "finetune").iterdir() if (d / "results.json").is_file())
     rows = [run_row(a.out, n) for n in names]
     if a.csv:
-        a.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(a.csv, "w", newline="") as f:
+        make_folder(a.csv.parent)
+        with atomic_file(a.csv, text=True) as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
@@ -47,4 +50,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a file that cannot be read or written: one line, as the CLI does
+        sys.exit(f"error: {e}")

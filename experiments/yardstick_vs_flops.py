@@ -8,12 +8,16 @@ evaluation are those logged by its training record of the same step (electra/pre
 
 import argparse
 import csv
-import json
+import sys
 from pathlib import Path
+
+from electra.errors import UserError
+from electra.runtime.files import atomic_file, make_folder
+from electra.runtime.metrics_log import read_metrics
 
 
 def rows(label: str, run: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(run / "metrics.jsonl")  # a torn last line is skipped
     flops = {r["step"]: r["flops"] for r in records if "flops" in r}
     return [{"label": label, "step": r["step"], "flops": flops[r["step"]],
              "eval_unigram_auc": r["eval_unigram_auc"], "eval_uniform_auc": r["eval_uniform_auc"]}
@@ -26,8 +30,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="path without suffix")
     a = p.parse_args()
     table = [row for spec in a.runs for row in rows(*spec.split("=", 1)[:1], Path(spec.split("=", 1)[1]))]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(a.out.with_suffix(".csv"), "w", newline="") as f:
+    make_folder(a.out.parent)
+    with atomic_file(a.out.with_suffix(".csv"), text=True) as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
@@ -50,9 +54,13 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(a.out.with_suffix(".png"), dpi=100)
+    with atomic_file(a.out.with_suffix(".png")) as f:
+        fig.savefig(f, dpi=100, format="png")
     print(f"{a.out.with_suffix('.csv')} and {a.out.with_suffix('.png')}: {len(table)} evaluations")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a file that cannot be read or written: one line, as the CLI does
+        sys.exit(f"error: {e}")

@@ -8,6 +8,8 @@ raises ENOSPC from the Nth call on (counted over all files), as a full disk woul
 from __future__ import annotations
 
 import errno
+import subprocess
+from contextlib import contextmanager
 
 import electra.runtime.files as files
 
@@ -48,3 +50,19 @@ def disk_fills_at(monkeypatch, fail_at: int | None) -> FillingDisk:
     disk = FillingDisk(fail_at)
     monkeypatch.setattr(files, "_open", disk.open)
     return disk
+
+
+@contextmanager
+def mounted_tmpfs(folder, options: str):
+    """A real tmpfs mounted on ``folder`` (e.g. ``size=256k``, or ``ro,size=1m`` for a read-only file system),
+    for what no patched writer can show; the test is skipped where this process may not mount."""
+    import pytest
+
+    folder.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -70,8 +70,9 @@ gzip_like = st.binary(max_size=40).map(lambda b: b"\x1f\x8b\x08" + b)  # a gzip 
 
 
 def first_bad_line(data: bytes) -> int | None:
-    """The 1-based line (split at b"\\n", as the reader does) that is not UTF-8 text without NULs, if any."""
-    for lineno, line in enumerate(data.split(b"\n"), 1):
+    """The 1-based line (split at b"\\r\\n", b"\\n" and a lone b"\\r", as the reader does) that is not UTF-8 text
+    without NULs, if any."""
+    for lineno, line in enumerate(data.splitlines(), 1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:

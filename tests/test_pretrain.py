@@ -173,7 +173,7 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(full_run, tmp_
     victim = tmp_path / "hf" / "discriminator"
     victim.mkdir(parents=True)
     (victim / "notes.txt").write_text("precious")
-    with pytest.raises(UserError, match="not an ELECTRA export"):
+    with pytest.raises(UserError, match="was not written by `electra export`"):
         export_run(full_run, tmp_path / "hf")
     assert (victim / "notes.txt").read_text() == "precious"
     export_run(full_run, tmp_path / "hf2")

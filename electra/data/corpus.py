@@ -3,7 +3,10 @@
 Corpus formats: ``.txt`` / ``.txt.gz`` with one sentence or paragraph per line and a blank line
 between documents (the BERT/ELECTRA format), and ``.jsonl`` / ``.jsonl.gz`` with one
 ``{"text": ...}`` document per line. Everything streams: memory stays bounded whatever the
-corpus size, and the output folder appears only once complete.
+corpus size or the length of a line (a long line reaches the tokenizer in pieces of at most
+``sources.PIECE_CHARS`` characters, packed as consecutive sentences), packing is linear in the
+number of tokens, and the output folder appears only once complete. Every file is written through
+``electra.runtime.files``: on a full disk the build stops with one line and leaves nothing behind.
 
 Output (read by ``electra.data.loader``)::
 
@@ -32,8 +35,18 @@ from electra.data.sources import CorpusReader, find_corpus_files
 from electra.data.tokenizer import (atomic_output_dir, load_tokenizer, refuse_non_empty, save_tokenizer,
                                     special_token_ids)
 from electra.errors import UserError
+from electra.runtime.files import atomic_file, write_text
 
 FORMAT, VERSION = "electra-pretraining-data", 1
+# The longest examples `data build` makes. ELECTRA uses 128 and 512; 8192 is the longest context of today's
+# full-attention encoders (ModernBERT), and attention memory grows with its square (at 8192 tokens one layer's
+# scores for one head and example take 256 MiB), so a longer length is a mistake: 100000000 asked numpy for
+# terabytes and ended in a MemoryError. A model must also have max_position_embeddings >= the length (512 by
+# default; pretrain checks it).
+MAX_SEQ_LENGTH = 8192
+# The most token positions a shard buffer holds in memory (ids, types, and word starts with a segmenter):
+# shard_examples rows, fewer when the examples are long (65536 rows up to 1024 tokens).
+SHARD_BUFFER_TOKENS = 1 << 26
 
 
 Example = tuple[list, list[int]]  # (input_ids, token_type_ids); ids are (id, begins_word) pairs with a segmenter
@@ -55,8 +68,9 @@ class ExampleBuilder:
         if max_seq_length < 5:
             raise ValueError(f"max_seq_length must be at least 5, got {max_seq_length}")
         self.max_len, self.cls_id, self.sep_id, self.rng = max_seq_length, cls_id, sep_id, rng
-        self._pending: list[list[int]] = []  # sentences (or their unused tails) not yet in an example
-        self._pending_len = 0
+        self._pending: list[list[int]] = []  # sentences not yet (wholly) in an example
+        self._offset = 0  # how many tokens of _pending[0] are already in examples
+        self._pending_len = 0  # tokens not yet in an example
         self._target = max_seq_length
 
     def add_sentence(self, ids: list[int]) -> list[Example]:
@@ -110,19 +124,25 @@ class ExampleBuilder:
         return ids, types
 
     def _take(self, capacity: int) -> list[list[int]]:
-        """Remove up to ``capacity`` tokens from the front of the pending sentences, splitting the last one."""
-        pending, taken, room, i = self._pending, [], capacity, 0
+        """Remove up to ``capacity`` tokens from the front of the pending sentences, splitting the last one.
+
+        The unused tail of a split sentence stays where it is, behind ``_offset``: copying it for every example
+        made packing quadratic in a sentence's length."""
+        pending, taken, room, i, offset = self._pending, [], capacity, 0, self._offset
         while i < len(pending) and room > 0:
             sentence = pending[i]
-            if len(sentence) <= room:
-                taken.append(sentence)
-                room -= len(sentence)
+            left = len(sentence) - offset
+            if left <= room:
+                taken.append(sentence[offset:] if offset else sentence)
+                room -= left
                 i += 1
+                offset = 0
             else:
-                taken.append(sentence[:room])
-                pending[i] = sentence[room:]  # the overflow opens the next example
+                taken.append(sentence[offset:offset + room])
+                offset += room  # the overflow opens the next example
                 room = 0
         del pending[:i]
+        self._offset = offset
         self._pending_len -= capacity - room
         return taken
 
@@ -178,11 +198,11 @@ class _ShardWriter:
         if not self.rows:
             return
         name = f"{self.split}-{len(self.shards):05d}"
-        np.save(self.folder / f"{name}.ids.npy", self.ids[:self.rows])
-        np.save(self.folder / f"{name}.types.npy", self.types[:self.rows])
+        _save_array(self.folder / f"{name}.ids.npy", self.ids[:self.rows])
+        _save_array(self.folder / f"{name}.types.npy", self.types[:self.rows])
         shard = {"input_ids": f"{name}.ids.npy", "token_type_ids": f"{name}.types.npy", "num_examples": self.rows}
         if self.word_starts:
-            np.save(self.folder / f"{name}.starts.npy", np.packbits(self.starts[:self.rows], axis=1))
+            _save_array(self.folder / f"{name}.starts.npy", np.packbits(self.starts[:self.rows], axis=1))
             shard["word_starts"] = f"{name}.starts.npy"
             self.starts.fill(False)
         self.shards.append(shard)
@@ -193,6 +213,12 @@ class _ShardWriter:
 
     def summary(self) -> dict:
         return {"num_examples": self.num_examples, "num_tokens": self.num_tokens, "shards": self.shards}
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through runtime/files.py: the whole file or, on a full disk, none of it and one line."""
+    with atomic_file(path) as f:
+        np.save(f, array)
 
 
 def is_held_out(doc_index: int, seed: int, valid_fraction: float) -> bool:
@@ -234,6 +260,8 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
     table rows). ``tokenizer``: anything ``load_tokenizer`` accepts. About
     ``valid_fraction`` of whole documents (chosen by a hash of index and seed) are held out.
     ``out_dir`` must be new or empty; it is built beside itself and renamed into place at the end.
+    ``max_seq_length``: 5 to MAX_SEQ_LENGTH. A shard holds at most ``shard_examples`` examples (fewer when they are
+    longer than 1024 tokens: SHARD_BUFFER_TOKENS bounds the memory of a shard being filled).
     A split's ``num_tokens`` counts every non-padding position, [CLS] and [SEP] included.
     ``word_segmenter`` (segment.WORD_SEGMENTERS): also store which tokens begin a word, for whole-word masking
     in languages that WordPiece's ``##`` cannot segment (Chinese).
@@ -242,6 +270,9 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
     refuse_non_empty(out_dir)
     if max_seq_length < 5:
         raise UserError(f"max_seq_length {max_seq_length} is too short; give at least 5 (ELECTRA uses 128 or 512)")
+    if max_seq_length > MAX_SEQ_LENGTH:
+        raise UserError(f"max_seq_length {max_seq_length} is too long; give at most {MAX_SEQ_LENGTH} (ELECTRA uses "
+                        f"128 or 512; attention memory grows with the square of the length)")
     if not 0 <= valid_fraction < 1:
         raise UserError(f"valid_fraction {valid_fraction} must be at least 0 and below 1 (e.g. 0.01)")
     if shard_examples < 1:
@@ -258,7 +289,8 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
     reader = CorpusReader(files, text_column)
 
     with atomic_output_dir(out_dir) as tmp:
-        writers = {s: _ShardWriter(tmp, s, max_seq_length, dtype, special["pad"], shard_examples, segment is not None)
+        rows = min(shard_examples, max(1, SHARD_BUFFER_TOKENS // max_seq_length))
+        writers = {s: _ShardWriter(tmp, s, max_seq_length, dtype, special["pad"], rows, segment is not None)
                    for s in ("train", "valid")}
         # One builder per split, each with its own random stream (a target length must not leak
         # from a training document into a held-out one).
@@ -304,5 +336,5 @@ def build_dataset(inputs: list, tokenizer: str | Path, out_dir: str | Path, *, m
             "source": {"files": [str(f) for f in files], "num_documents": reader.num_documents,
                        "num_lines": reader.num_lines, "num_bytes": reader.total_bytes},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_text(tmp / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

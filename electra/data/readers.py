@@ -38,7 +38,8 @@ GLUE layout or have obvious names: text ``text``/``sentence``/``sentence1``, pai
 first line is no GLUE header has a header unless every given column is an integer index. CSV
 always has a header; JSONL columns are field names.
 
-Labels: strings with surrounding spaces removed. ``info["is_regression"]`` is True for STS-B, and
+Labels: strings with surrounding spaces removed; a JSON number (JSONL, tables) becomes its canonical text,
+so ``1`` and ``1.0`` are one label "1" (``_label_text``). ``info["is_regression"]`` is True for STS-B, and
 otherwise guessed: every label is a finite number and not all of them are integers (so 0/1
 labels are classes). Labels are floats exactly when ``is_regression`` is True for that file.
 """
@@ -56,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from electra.data.examples import ClassificationExample, QAAnswer, QAExample, TaggingExample
-from electra.data.tables import is_table, table_records
+from electra.data.tables import csv_reader, is_table, table_records
 from electra.errors import UserError
 
 Column = int | str | None
@@ -251,7 +252,7 @@ def _table_rows(path: Path, lines: list[str], fmt: str) -> list[tuple[int, list[
     if fmt == "tsv":
         return [(lineno, line.split("\t")) for lineno, line in enumerate(lines, 1) if line.strip()]
     rows, start = [], 1
-    reader = csv.reader((line + "\n" for line in lines), strict=True)
+    reader = csv_reader(line + "\n" for line in lines)
     try:
         for row in reader:
             if any(field.strip() for field in row):
@@ -351,12 +352,32 @@ def _read_records(path: Path, records: list[tuple[int, dict]], specs: dict, has_
             if isinstance(label, bool) or not isinstance(label, (str, int, float)) or not str(label).strip():
                 raise UserError(f"{path}:{lineno}: field {_clip(fields['label'])} is missing or not a string "
                                 "or number; every line needs a label")
-            label = str(label).strip()
+            label = _label_text(label, path, lineno)
         guid = record.get(fields["id"]) if fields["id"] else None
         guid = str(guid) if isinstance(guid, (str, int)) and not isinstance(guid, bool) else str(lineno)
         examples.append(ClassificationExample(text, pair, label, guid, f"{path}:{lineno}"))
     return examples, {"format": fmt, "layout": "columns", "glue_task": None, "header": None,
                       "columns": {key: fields[key] for key in _FLAGS}, "regression": None}
+
+
+def _label_text(label: str | int | float, path: Path, lineno: int) -> str:
+    """A JSONL (or table) label as the text every label is compared by.
+
+    A JSON number is a value, not a spelling: ``1``, ``1.0`` and ``1e0`` are the same number (in JSON, in
+    Python and to the writer that produced them: pandas writes an int column with a gap as floats), so a number
+    becomes its canonical text, an integral one the integer's ("1"), any other Python's shortest repr ("0.5").
+    Otherwise ``1`` and ``1.0`` would be two classes, and a dev file written by another tool would hold labels
+    unknown to the model. Text labels stay as written (surrounding spaces removed): "1.0" in quotes, or in a
+    TSV, is a name the user chose. NaN and infinities are no label.
+    """
+    if isinstance(label, str):
+        return label.strip()
+    if isinstance(label, float):
+        if not math.isfinite(label):
+            raise UserError(f"{path}:{lineno}: label {label} is not a finite number; give every line a label")
+        if label.is_integer():
+            return str(int(label))
+    return str(label)
 
 
 def _number(label: str) -> float | None:

@@ -1,10 +1,26 @@
 """Reading a raw corpus: text and JSONL files (gzipped or not), parquet, CSV/TSV and `datasets` folders,
-as documents of lines, streamed with bounded memory; a broken line is named with its file and number."""
+as documents of lines, streamed with bounded memory; a broken line is named with its file and number.
+
+Line ends. In text (and CSV/TSV) files ``\r\n``, ``\n`` and a lone ``\r`` (old Mac files) all end a line; a
+JSONL file's records end at ``\n`` only (JSON Lines; a ``\r`` before it is stripped). The text of a JSONL record
+or a table row is split into lines at every line break ``str.splitlines`` knows.
+
+Long lines. A line is handed on (to the tokenizer, the packer, the vocabulary trainer) in pieces of at most
+``PIECE_CHARS`` (65,536) characters, so that memory stays bounded whatever a line's length (minified dumps, OCR
+pages, Chinese text without line breaks): a piece ends after the last whitespace character within its first
+``PIECE_CHARS`` characters, or at ``PIECE_CHARS`` characters when there is none (never inside a character). A
+text file's long line is also *read* in pieces (64 KiB at a time, cut between UTF-8 characters), so it is never
+held whole; a JSONL record (one JSON value) and a CSV row are read whole and their text is then split the same
+way. The pieces of one line stay in its document, in order, as consecutive sentences: a cut at whitespace
+changes no token, and the packer may start segment B at a piece boundary as at a line end. Every piece counts
+as a line in ``num_lines``; errors name the line (and the byte column) in the file.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -14,6 +30,9 @@ from electra.data.tables import (FOLDER_TABLE_SUFFIXES, TABLE_SUFFIXES, csv_rows
 from electra.errors import UserError
 
 CORPUS_SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
+PIECE_CHARS = 1 << 16  # the most characters of one line handed on at a time (see the module docstring)
+_BLOCK = 1 << 16  # bytes read from a file at a time; also the most bytes of a text line held before decoding
+_LAST_SPACE = re.compile(r"\s\S*\Z")  # the last whitespace character (of a window: search with pos, endpos)
 
 
 def find_corpus_files(inputs: list | str | Path) -> list[Path]:
@@ -95,7 +114,7 @@ class CorpusReader:
         self._done_bytes += size
 
     def _document(self, path: Path, row: int, text: str) -> Iterator[str | None]:
-        sentences = [s for s in (s.strip() for s in text.splitlines()) if s]
+        sentences = [piece for line in text.splitlines() for piece in _stripped_pieces(line)]
         if sentences:
             self.num_lines += len(sentences)
             self.num_documents += 1
@@ -123,24 +142,36 @@ class CorpusReader:
 
     def _text_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
         in_document = False
-        for lineno, raw_line in enumerate(stream, 1):
-            line = _decode(raw_line, path, lineno).strip()
-            if line:
-                in_document = True
-                self.num_lines += 1
-                self.location = (path, lineno)
-                yield line
-            elif in_document:  # a blank line ends a document
-                in_document = False
-                self.num_documents += 1
-                yield None
+        line_has_text = False  # some piece of the current line had text
+        rest = ""  # the current line's text not yet handed on (less than PIECE_CHARS + _BLOCK characters)
+        for lineno, chunk, ends in _decoded_lines(stream, path, cr_ends_line=True, max_bytes=_BLOCK):
+            if rest:
+                chunk, rest = rest + chunk, ""
+            if ends and len(chunk) <= PIECE_CHARS:  # an ordinary line: one piece
+                pieces = (chunk,)
+            else:
+                pieces, used = cut_pieces(chunk, final=ends)
+                rest = chunk[used:]
+            for piece in pieces:
+                piece = piece.strip()
+                if piece:
+                    in_document = line_has_text = True
+                    self.num_lines += 1
+                    self.location = (path, lineno)
+                    yield piece
+            if ends:
+                if not line_has_text and in_document:  # a blank line ends a document
+                    in_document = False
+                    self.num_documents += 1
+                    yield None
+                line_has_text = False
         if in_document:  # so does the end of a file
             self.num_documents += 1
             yield None
 
     def _jsonl_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
-        for lineno, raw_line in enumerate(stream, 1):
-            line = _decode(raw_line, path, lineno).strip()
+        for lineno, line, _ in _decoded_lines(stream, path, cr_ends_line=False):  # a record is read whole
+            line = line.strip()
             if not line:
                 continue
             try:
@@ -163,21 +194,144 @@ class CorpusReader:
 
     def _csv_documents(self, path: Path, stream: BinaryIO) -> Iterator[str | None]:
         """A CSV or TSV file with a header: each row's text column is a document."""
-        lines = (_decode(raw_line, path, lineno) for lineno, raw_line in enumerate(stream, 1))
+        lines = (line + "\n" for _, line, _ in _decoded_lines(stream, path, cr_ends_line=True))
         for row, text, _ in csv_rows(path, self.text_column, lines):
             yield from self._document(path, row, text)
 
 
-def _decode(raw_line: bytes, path: Path, lineno: int) -> str:
+def cut_pieces(text: str, final: bool = True, limit: int | None = None) -> tuple[list[str], int]:
+    """Cut a line into pieces of at most ``limit`` characters, each ending after the last whitespace character in
+    its window (or at ``limit`` characters if it has none). Returns the pieces and how many characters of
+    ``text`` they use: with ``final`` all of them; otherwise (more of the line is still to come) a tail of at
+    most ``limit`` characters is left for the next call, so the pieces do not depend on how the line arrived.
+    Linear in ``len(text)``. ``limit``: PIECE_CHARS unless given."""
+    limit = limit or PIECE_CHARS
+    pieces, pos, n = [], 0, len(text)
+    while n - pos > limit:
+        end = pos + limit
+        space = _LAST_SPACE.search(text, pos, end)
+        cut = space.start() + 1 if space else end
+        pieces.append(text[pos:cut])
+        pos = cut
+    if final and pos < n:
+        pieces.append(text[pos:] if pos else text)
+        pos = n
+    return pieces, pos
+
+
+def _stripped_pieces(line: str) -> list[str]:
+    """A line of a record's (or row's) text as its non-empty, stripped pieces."""
+    if len(line) <= PIECE_CHARS:
+        line = line.strip()
+        return [line] if line else []
+    return [p for p in (p.strip() for p in cut_pieces(line)[0]) if p]
+
+
+def _utf8_cut(data: bytes, at: int, start: int) -> int | None:
+    """A position near ``at`` (``start`` < ``at`` < ``len(data)``) that does not fall inside a UTF-8 character:
+    ``at`` moved back (at most 3 bytes, never to ``start``), or forward when the character begins at ``start``;
+    None when that character runs past the end of ``data`` (more is to come)."""
+    for cut in range(at, max(at - 3, start + 1) - 1, -1):
+        if data[cut] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return cut
+    for cut in range(at + 1, at + 4):
+        if cut >= len(data):
+            return None
+        if data[cut] & 0xC0 != 0x80:
+            return cut
+    return at  # not UTF-8 there anyway: the decoder will say so
+
+
+def _raw_lines(stream: BinaryIO, cr_ends_line: bool, max_bytes: int | None) -> Iterator[tuple[int, int, bytes, bool]]:
+    """A binary stream's lines as ``(line number, byte offset in the line, bytes, ends_line)``, without their line
+    ends. Lines end at ``\n``, and with ``cr_ends_line`` also at ``\r\n`` and a lone ``\r``. With ``max_bytes``
+    a longer line comes in pieces of at most that many bytes, cut between UTF-8 characters (``ends_line`` False
+    but on the last), so no more than about ``max_bytes + _BLOCK`` bytes of it are ever held."""
+    lineno, offset, held, held_len, skip_lf = 1, 0, [], 0, False
+
+    def pieces(data: bytes, ends: bool) -> Iterator[tuple[int, int, bytes, bool]]:
+        nonlocal offset, held, held_len
+        start = 0
+        if max_bytes is not None:
+            while len(data) - start > max_bytes:
+                cut = _utf8_cut(data, start + max_bytes, start)
+                if cut is None:  # a character longer than max_bytes, not complete yet
+                    if not ends:
+                        break
+                    cut = len(data)
+                yield lineno, offset, data[start:cut], False
+                offset += cut - start
+                start = cut
+        rest = data[start:] if start else data
+        if ends:
+            yield lineno, offset, rest, True
+            offset, held, held_len = 0, [], 0
+        else:
+            held, held_len = [rest], len(rest)
+
+    while True:
+        block = stream.read(_BLOCK)
+        if not block:
+            break
+        if skip_lf:  # the previous block ended with \r: a \n opening this one belongs to it
+            skip_lf = False
+            if block[:1] == b"\n":
+                block = block[1:]
+                if not block:
+                    continue
+        if cr_ends_line:
+            parts = block.splitlines()  # at \n, \r\n and \r (bytes know no other line breaks)
+            if block.endswith((b"\n", b"\r")):
+                tail = b""
+                skip_lf = block.endswith(b"\r")
+            else:
+                tail = parts.pop()
+        else:
+            parts = block.split(b"\n")
+            tail = parts.pop()
+        for part in parts:
+            if held:
+                held.append(part)
+                part = b"".join(held)
+            if max_bytes is None or len(part) <= max_bytes:  # the usual case: a whole line
+                yield lineno, offset, part, True
+                offset, held, held_len = 0, [], 0
+            else:
+                yield from pieces(part, True)
+            lineno += 1
+        if tail:
+            held.append(tail)
+            held_len += len(tail)
+            if max_bytes is not None and held_len > max_bytes:
+                yield from pieces(b"".join(held), False)
+    if held:
+        yield from pieces(b"".join(held), True)
+
+
+def _decoded_lines(stream: BinaryIO, path: Path, cr_ends_line: bool,
+                   max_bytes: int | None = None) -> Iterator[tuple[int, str, bool]]:
+    """``_raw_lines`` decoded: ``(line number, text, ends_line)``; a byte-order mark opening the file is dropped."""
+    for lineno, offset, raw, ends in _raw_lines(stream, cr_ends_line, max_bytes):
+        line = _decode(raw, path, lineno, offset)
+        if lineno == 1 and offset == 0 and line.startswith("\ufeff"):  # a byte-order mark
+            line = line[1:]
+        if not cr_ends_line and ends and line.endswith("\r"):
+            line = line[:-1]
+        yield lineno, line, ends
+
+
+def _decode(raw_line: bytes, path: Path, lineno: int, offset: int = 0) -> str:
+    """``raw_line`` (a line, or the piece of one starting at byte ``offset``) as text; a UserError naming the line
+    and the byte's column if it is not UTF-8 or holds a NUL."""
     if b"\0" in raw_line:
         raise UserError(f"{path}:{lineno}: not UTF-8 text (it contains NUL bytes: a binary or UTF-16 file?); "
                         "give plain UTF-8 text")
     try:
-        line = raw_line.decode("utf-8")
+        return raw_line.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column {e.start + 1}); "
-                        "convert the file to UTF-8 (e.g. with iconv) or leave it out") from None
-    return line[1:] if lineno == 1 and line.startswith("\ufeff") else line  # drop a byte-order mark
+        raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column "
+                        f"{offset + e.start + 1}); convert the file to UTF-8 (e.g. with iconv) or leave it "
+                        "out") from None
 
 
 def iter_documents(files: Iterable[str | Path]) -> Iterator[list[str]]:

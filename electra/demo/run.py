@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -10,8 +9,12 @@ from pathlib import Path
 
 from electra.config import default_recipe
 from electra.errors import UserError
+from electra.runtime.files import OWNER_MARKER, failure_reason, make_folder, mark_owned
+from electra.runtime.metrics_log import read_metrics
 
-DEMO_MARKER = ".electra-demo"
+DEMO_COMMAND = "electra demo"      # named in the demo folder's OWNER_MARKER, which tells a demo from other outputs
+DEMO_MARKER = ".electra-demo"      # the marker of demos before OWNER_MARKER: still accepted, replaced on a rerun
+DEMO_OUTPUTS = ("tokenizer", "data", "pretrain")  # what the demo writes in its --out folder: all it may replace
 DEMO_STEPS = 800          # tiny preset, 3.3M tokens: the discriminator detects context in ~7 minutes on 2 CPU cores
 DEMO_VOCAB = 8000
 # Chinese: HFL's vocabulary size. Each character is a token of its own, so the corpus fills only what its
@@ -24,14 +27,66 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ELECTRA_CACHE", Path.home() / ".cache" / "electra"))
 
 
-def _claim_output(out: Path) -> None:
-    """The demo owns its folder: it may replace an earlier demo, never anything else."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / DEMO_MARKER).exists():
-            raise UserError(f"{out}: exists and is not an earlier demo; choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARKER).write_text("made by `electra demo`; safe to delete\n")
+def is_demo_folder(out: Path) -> bool:
+    """``out`` was made by ``electra demo``: its OWNER_MARKER names the demo (or it has the older DEMO_MARKER)."""
+    out = Path(out)
+    if (out / DEMO_MARKER).is_file():
+        return True
+    try:
+        return f"`{DEMO_COMMAND}`" in (out / OWNER_MARKER).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _outputs_to_replace(out: Path, inputs: list[str] | None = None) -> list[Path]:
+    """What a (re)run of the demo into ``out`` will replace; checks only, changes nothing.
+
+    The demo may write ``out`` if it is missing, empty or an earlier demo, and then replaces only what it wrote
+    itself (DEMO_OUTPUTS): anything else there, such as a model fine-tuned into OUT/sentiment (as the Chinese
+    demo suggests) or the user's notes, is kept. Any other folder is refused with one line, and so is a corpus
+    (``inputs``) inside what the demo would replace."""
+    out = Path(out)
+    for parent in [out, *out.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                where = "is a file" if parent == out else f"is under {parent}, which is a file"
+                raise UserError(f"{out}: {where}, not a folder; choose another --out")
+            break
+    if out.is_dir() and any(out.iterdir()):
+        if not is_demo_folder(out):
+            raise UserError(f"{out}: exists and is not an earlier demo (it has no {OWNER_MARKER} marker written "
+                            f"by `{DEMO_COMMAND}`); choose another --out")
+    ours = [out / name for name in DEMO_OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+    if ours:
+        for path in ours:  # the demo never makes these as files or links: then they are not its own
+            if path.is_symlink() or not path.is_dir():
+                raise UserError(f"{path}: is not a folder the demo wrote, and the demo writes its {path.name} "
+                                f"there; move it away or choose another --out")
+        for given in inputs or []:
+            resolved = Path(given).resolve()
+            for path in ours:
+                if resolved == path.resolve() or path.resolve() in resolved.parents:
+                    raise UserError(f"{given}: the corpus is inside {path}, which the demo replaces on a rerun; "
+                                    f"move the corpus elsewhere or choose another --out")
+    return ours
+
+
+def _claim_output(out: Path, inputs: list[str] | None = None) -> None:
+    """Check ``out`` (``_outputs_to_replace``), remove the earlier demo's own outputs, keep everything else,
+    and mark ``out`` as the demo's (OWNER_MARKER naming `electra demo`)."""
+    out = Path(out)
+    for path in _outputs_to_replace(out, inputs):
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            raise UserError(f"{path}: could not remove the earlier demo's {path.name} ({failure_reason(e)}); "
+                            f"fix the cause and run the demo again") from None
+    make_folder(out)
+    mark_owned(out, DEMO_COMMAND)
+    try:
+        (out / DEMO_MARKER).unlink(missing_ok=True)  # the older marker, now replaced by OWNER_MARKER
+    except OSError:
+        pass  # harmless: it says the same as OWNER_MARKER
 
 
 def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None = None,
@@ -49,6 +104,9 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
     t0 = time.perf_counter()
     out = Path(out)
     sources_for(lang)  # an unknown language fails here, before anything is fetched or written
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise UserError(f"--max-steps {max_steps!r}: must be a whole number of at least 1 (default {DEMO_STEPS})")
+    _outputs_to_replace(out, corpus)  # and so does an --out the demo may not write
     zh = lang == "zh"
     segmenter = "jieba" if zh else None
     if segmenter:
@@ -63,7 +121,9 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
         tasks = demo_tasks(folder) if zh else None
     else:
         print(f"1/5 using the corpus {' '.join(corpus)}")
-    _claim_output(out)
+        from electra.data.sources import find_corpus_files
+        find_corpus_files(corpus)  # a missing or empty corpus is named before the output folder is touched
+    _claim_output(out, corpus)
 
     vocab = DEMO_VOCAB_ZH if zh else DEMO_VOCAB
     print(f"2/5 training a WordPiece tokenizer of up to {vocab} entries ...")
@@ -86,7 +146,7 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
     disc, gen = export_run(run, run / "hf")
     png = plot_run(run)
 
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(run / "metrics.jsonl")
     train = [r for r in records if "gen_loss" in r]
     evals = [r for r in records if r.get("event") == "eval"]
     first, last = train[0], train[-1]

@@ -29,6 +29,30 @@ from electra.model import ElectraForQuestionAnswering, ElectraForSequenceClassif
 IGNORE = -100  # target of positions without a label (word continuations, specials, padding)
 
 
+def min_seq_length(task: str, pairs: bool = False, max_query_length: int = 64) -> int:
+    """The smallest ``max_seq_length`` that leaves ``task``'s inputs at least one token of text each: below it
+    tokenizers can no longer truncate (it silently keeps whole texts, longer than the model's positions) or the
+    model sees only special tokens. Single texts and tagging: [CLS] 1 [SEP] = 3; text pairs: [CLS] 1 [SEP] 1
+    [SEP] = 5; qa: [CLS] a question of up to ``max_query_length`` tokens [SEP] 1 context token [SEP] (the
+    window stride is clamped to the window, so doc_stride sets no minimum)."""
+    if task == "qa":
+        return max_query_length + 4
+    return 5 if pairs else 3
+
+
+def check_seq_length(max_length: int, task: str, pairs: bool = False, max_query_length: int = 64) -> None:
+    """A UserError naming max_seq_length and the smallest value that works, when ``max_length`` is below it."""
+    need = min_seq_length(task, pairs, max_query_length)
+    if max_length < need:
+        what = {"qa": f"a question of up to max_query_length {max_query_length} tokens, 3 special tokens and at "
+                      f"least 1 context token",
+                "tagging": "[CLS], [SEP] and at least 1 word piece"}.get(
+            task, "[CLS], [SEP], [SEP] and at least 1 token of each text" if pairs
+            else "[CLS], [SEP] and at least 1 token of text")
+        raise UserError(f"max_seq_length {max_length} is too small for {task}{' text pairs' if pairs else ''}: it "
+                        f"needs {what}; give --set max_seq_length={need} or more")
+
+
 def truncating(tok: Tokenizer, max_length: int) -> Tokenizer:
     """A copy of ``tok`` that truncates to ``max_length`` (the caller's tokenizer stays untouched)."""
     t = Tokenizer.from_str(tok.to_str())
@@ -151,6 +175,7 @@ class ClassificationTask(Task):
         return self._read(path, False)[0]
 
     def featurize(self, examples, tok: Tokenizer, max_length: int, training: bool) -> list[dict]:
+        check_seq_length(max_length, self.name, pairs=any(e.text_pair is not None for e in examples))
         t = truncating(tok, max_length)
         pairs = [(e.text, e.text_pair) if e.text_pair is not None else e.text for e in examples]
         feats = []
@@ -250,6 +275,7 @@ class TaggingTask(Task):
         self.fallback_tag = (state or {}).get("fallback_tag", "")
 
     def featurize(self, examples, tok: Tokenizer, max_length: int, training: bool) -> list[dict]:
+        check_seq_length(max_length, self.name)
         t = truncating(tok, max_length)
         word_lists = [_words(e) for e in examples]
         feats = []
@@ -364,6 +390,7 @@ class QATask(Task):
         from electra.finetuning.qa import featurize_qa
 
         o = self.qa_options
+        check_seq_length(max_length, self.name, max_query_length=o.get("max_query_length", 64))
         feats, counts = featurize_qa(examples, tok, max_seq_length=max_length, doc_stride=o.get("doc_stride", 128),
                                      max_query_length=o.get("max_query_length", 64), training=training)
         if training and counts.get("answer_not_in_context"):

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import UserError
@@ -20,8 +18,10 @@ from electra.interop.model_card import write_pretraining_card
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.variants import exportable, load_network_state, merge_gdes_state
-from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
-from electra.runtime.files import AtomicDir, read_json_file, write_json
+from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config, load_torch_file
+from electra.runtime.files import (OWNER_MARKER, AtomicDir, WriteFailed, claim_output_folder, copy_file,
+                                   load_safetensors, mark_owned, read_json_object, replace_folder, save_safetensors,
+                                   write_json)
 
 
 def _split_state(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
@@ -32,17 +32,23 @@ def _split_state(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]
 
 def save_hf_model(model: ElectraForPreTraining | ElectraForMaskedLM, out_dir: Path, tokenizer_dir: Path | None) -> None:
     """One transformers-loadable folder: config.json, model.safetensors and the tokenizer files."""
-    arch = type(model).__name__
     with AtomicDir(Path(out_dir)) as tmp:
-        write_json(tmp / "config.json", model.config.to_hf_dict(arch))
-        save_file(_split_state(model, ""), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer_dir is not None:
-            for f in Path(tokenizer_dir).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, tmp / f.name)
+        write_hf_files(model, tmp, tokenizer_dir)
 
 
-def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> tuple[Path, Path | None]:
+def write_hf_files(model: ElectraForPreTraining | ElectraForMaskedLM, folder: Path, tokenizer_dir: Path | None) -> None:
+    """config.json, model.safetensors and the tokenizer files into ``folder`` (each file atomically)."""
+    arch = type(model).__name__
+    write_json(folder / "config.json", model.config.to_hf_dict(arch))
+    save_safetensors(folder / "model.safetensors", _split_state(model, ""), metadata={"format": "pt"})
+    if tokenizer_dir is not None:
+        for f in sorted(Path(tokenizer_dir).iterdir()):
+            if f.is_file() and f.name != OWNER_MARKER:
+                copy_file(f, folder / f.name)
+
+
+def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None,
+               overwrite: bool = False) -> tuple[Path, Path | None]:
     """Write ``out_dir/discriminator`` and ``out_dir/generator`` from a run's newest checkpoint, each with a
     model card (README.md, electra/model_card.py) and the run's curves.
 
@@ -50,32 +56,40 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None) -> 
     objectives an ElectraForMaskedLM (All-Tokens MLM's copy head is left out); with ``gdes`` sharing its
     embeddings are the effective ones (generator's + delta). The ``mlm`` objective has no generator:
     then only ``discriminator/`` is written and the second value is None.
+
+    Only an earlier export is replaced (its folders carry the toolkit's marker), never a folder someone else
+    wrote, unless ``overwrite``. Both folders are built beside their places and renamed in at the end: a
+    failure (a full disk) leaves the earlier export, if any, as it was.
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = checkpoint or latest_checkpoint(run_dir)
+    disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
+    for d in (disc_dir, gen_dir):  # replace an earlier export, never anything else
+        claim_output_folder(d, "--out", overwrite, command="electra export")
     model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), cfg.train.objective, cfg.generator.sharing)
     step = load_checkpoint(ckpt, model, None, torch.device("cpu"))["step"]
     tok = run_dir / "tokenizer"
-    disc_dir, gen_dir = Path(out_dir) / "discriminator", Path(out_dir) / "generator"
-    for d in (disc_dir, gen_dir):  # replace an earlier export, never anything else
-        if d.exists() and any(d.iterdir()) and not _is_electra_folder(d):
-            raise UserError(f"{d}: exists and is not an ELECTRA export; choose another --out")
-    save_hf_model(exportable(model.discriminator), disc_dir, tok if tok.is_dir() else None)
-    write_pretraining_card(run_dir, disc_dir, "discriminator", step, cfg.to_dict())
-    if model.generator is None:
-        return disc_dir, None
-    save_hf_model(model.generator, gen_dir, tok if tok.is_dir() else None)
-    write_pretraining_card(run_dir, gen_dir, "generator", step, cfg.to_dict())
-    return disc_dir, gen_dir
-
-
-def _is_electra_folder(folder: Path) -> bool:
+    networks = [(disc_dir, exportable(model.discriminator), "discriminator")]
+    if model.generator is not None:
+        networks.append((gen_dir, model.generator, "generator"))
+    built: list[tuple[Path, Path]] = []
     try:
-        config = read_json_file(folder / "config.json")
-    except UserError:
-        return False
-    return isinstance(config, dict) and config.get("model_type") == "electra"
+        for final, network, kind in networks:
+            with AtomicDir(final.with_name(f".{final.name}.export")) as tmp:
+                write_hf_files(network, tmp, tok if tok.is_dir() else None)
+                write_pretraining_card(run_dir, tmp, kind, step, cfg.to_dict())
+                mark_owned(tmp, "electra export")
+            built.append((final.with_name(f".{final.name}.export"), final))
+        for staged, final in built:
+            replace_folder(staged, final)
+    except OSError as e:
+        raise WriteFailed(Path(out_dir), e) from None
+    finally:
+        for staged, _ in built:
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+    return disc_dir, (gen_dir if model.generator is not None else None)
 
 
 def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
@@ -84,16 +98,17 @@ def load_hf_state(folder: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise UserError(f"{folder}: no config.json; expected a transformers ELECTRA folder")
-    raw = read_json_file(cfg_path)
+    raw = read_json_object(cfg_path, "a transformers config (a JSON object)")
     cfg = ModelConfig.from_hf_dict(raw, str(cfg_path))
     if (folder / "model.safetensors").is_file():
-        try:
-            state = load_file(str(folder / "model.safetensors"))
-        except (SafetensorError, OSError) as e:
-            raise UserError(f"{folder / 'model.safetensors'}: unreadable ({e})") from None
+        state = load_safetensors(folder / "model.safetensors")
     elif (folder / "pytorch_model.bin").is_file():
         # Never unpickle arbitrary objects from a file a user was sent: tensors only.
-        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = load_torch_file(folder / "pytorch_model.bin")
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
+            raise UserError(f"{folder / 'pytorch_model.bin'}: not a state dict (names to tensors); is it a "
+                            f"transformers weights file?")
     else:
         raise UserError(f"{folder}: no model.safetensors or pytorch_model.bin")
     return cfg, state, raw
@@ -132,7 +147,8 @@ def hf_pair_folders(folder) -> tuple[Path, Path | None]:
                                  (gen, "generator", "ElectraForMaskedLM")):
             if not (path / "config.json").is_file():
                 raise UserError(f"{path}: no config.json; give the {kind}'s transformers folder")
-            found = (read_json_file(path / "config.json").get("architectures") or [arch])[0]
+            found = (read_json_object(path / "config.json", "a transformers config (a JSON object)")
+                     .get("architectures") or [arch])[0]
             if found != arch:
                 raise UserError(f"{path}: a {found}, not the {kind} ({arch}); give --init DISCRIMINATOR GENERATOR "
                                 f"in that order")
@@ -220,10 +236,7 @@ def load_encoder_source(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
         cfg = load_run_config(path)
         ckpt = latest_checkpoint(path)
-        try:
-            state = load_file(str(ckpt / "model.safetensors"))
-        except (SafetensorError, OSError) as e:
-            raise UserError(f"{ckpt}: unreadable weights ({e})") from None
+        state = load_safetensors(ckpt / "model.safetensors")
         if cfg.generator.sharing == "gdes":
             state = merge_gdes_state(state)  # the discriminator's effective embeddings
         encoder = {k.removeprefix("discriminator."): v for k, v in state.items()

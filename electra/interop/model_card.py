@@ -10,9 +10,12 @@ writer (strings quoted as JSON, which YAML reads) so that no YAML library is nee
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
+
+from electra.errors import UserError
+from electra.runtime.files import copy_file, read_json_file, write_text
+from electra.runtime.metrics_log import read_metrics
 
 CARD = "README.md"
 CURVES = "curves.png"
@@ -33,10 +36,20 @@ def _yaml(meta: dict[str, Any]) -> str:
 
 
 def _records(run: Path) -> list[dict]:
+    """The run's metrics records with an integer step (a torn or damaged line is reported and skipped)."""
     path = run / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in read_metrics(path) if isinstance(r.get("step"), int)]
+
+
+def _json_or_empty(path: Path) -> dict:
+    """A JSON object the card only describes (run.json, the data's manifest): damaged or missing is {}."""
+    try:
+        value = read_json_file(path) if path.is_file() else {}
+    except UserError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _fmt(value: Any) -> str:
@@ -50,11 +63,11 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 
 
 def _data_summary(run: Path) -> list[tuple[str, Any]]:
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-    manifest_path = Path(info.get("data", "")) / "manifest.json"
-    if not info.get("data") or not manifest_path.is_file():
+    info = _json_or_empty(run / "run.json")
+    manifest_path = Path(str(info.get("data", ""))) / "manifest.json"
+    m = _json_or_empty(manifest_path) if info.get("data") else {}
+    if not m:
         return [("data folder", info.get("data", "unknown"))]
-    m = json.loads(manifest_path.read_text())
     source, splits = m.get("source", {}), m.get("splits", {})
     files = source.get("files", [])
     shown = ", ".join(Path(f).name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
@@ -76,7 +89,7 @@ def pretraining_card(run: Path, folder: Path, kind: str, step: int, cfg: dict[st
     train = [r for r in records if "flops" in r and r["step"] <= step]
     evals = [r for r in records if r.get("event") == "eval" and r["step"] <= step]
     last, last_eval = (train[-1] if train else {}), (evals[-1] if evals else {})
-    arch = json.loads((folder / "config.json").read_text()).get("architectures", ["?"])[0]
+    arch = (_json_or_empty(folder / "config.json").get("architectures") or ["?"])[0]
     is_disc = kind == "discriminator"
     meta = {"library_name": "transformers", "pipeline_tag": None if is_disc else "fill-mask",
             "tags": ["electra", "pretraining", kind, f"preset-{cfg['preset']}"], "inference": False if is_disc else None}
@@ -124,8 +137,8 @@ def pretraining_card(run: Path, folder: Path, kind: str, step: int, cfg: dict[st
 def write_pretraining_card(run: Path, folder: Path, kind: str, step: int, cfg: dict[str, Any]) -> None:
     """README.md (and the run's curves.png beside it) in an export folder."""
     if (run / CURVES).is_file():
-        shutil.copy2(run / CURVES, folder / CURVES)
-    (folder / CARD).write_text(pretraining_card(run, folder, kind, step, cfg), encoding="utf-8")
+        copy_file(run / CURVES, folder / CURVES)
+    write_text(folder / CARD, pretraining_card(run, folder, kind, step, cfg))
 
 
 _PIPELINES = {"classification": "text-classification", "tagging": "token-classification", "qa": "question-answering"}

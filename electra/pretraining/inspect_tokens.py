@@ -11,7 +11,6 @@ import unicodedata
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from electra.data.tokenizer import load_tokenizer
 from electra.errors import UserError
@@ -19,7 +18,7 @@ from electra.interop.hf import hf_pair_folders, load_hf_model
 from electra.model import ElectraForPreTraining
 from electra.pretraining.variants import merge_gdes_state
 from electra.runtime.checkpoint import latest_checkpoint, load_run_config
-from electra.runtime.files import read_json_file
+from electra.runtime.files import load_safetensors, read_json_file
 
 
 def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
@@ -30,9 +29,14 @@ def load_discriminator(path: Path) -> tuple[ElectraForPreTraining, Path]:
         if cfg.train.objective not in ("electra", "electra15"):
             raise UserError(f"{path}: a {cfg.train.objective!r} run has no replaced-token discriminator to inspect")
         model = ElectraForPreTraining(cfg.model)
-        state = merge_gdes_state(load_file(str(latest_checkpoint(path) / "model.safetensors")))
-        model.load_state_dict({k.removeprefix("discriminator."): v for k, v in state.items()
-                               if k.startswith("discriminator.")})
+        weights = latest_checkpoint(path) / "model.safetensors"
+        state = merge_gdes_state(load_safetensors(weights))
+        try:
+            model.load_state_dict({k.removeprefix("discriminator."): v for k, v in state.items()
+                                   if k.startswith("discriminator.")})
+        except RuntimeError as e:  # missing, unexpected or differently shaped tensors
+            raise UserError(f"{weights}: the weights do not match the run's config.json "
+                            f"({' '.join(str(e).split())[:200]})") from None
         return model.eval(), path / "tokenizer"
     folder, _ = hf_pair_folders(path)
     config = read_json_file(folder / "config.json")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from electra.errors import UserError
+from electra.runtime.files import atomic_file, check_output_file, refuse_input_as_output
+from electra.runtime.metrics_log import read_metrics
 
 # Held-out lines drawn in a panel besides its own key's: the yardstick in the discriminator's AUC panel.
 EXTRA_EVAL_LINES = {"disc_auc": (("eval_unigram_auc", "yardstick: unigram replacements"),
@@ -35,7 +36,9 @@ def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draw the loss and accuracy curves of a run's metrics.jsonl into a PNG."""
+    """Draw the loss and accuracy curves of a run's metrics.jsonl into a PNG (or the format ``out``'s suffix
+    names: .pdf, .svg, ...), written atomically. A torn last line (a run killed while logging) or another
+    unreadable line is skipped with a warning (``read_metrics``): the plot shows the good records."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,12 +48,17 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise UserError(f"{run_dir}: no metrics.jsonl; is it the --out folder of `electra pretrain`?")
+    out = check_output_file(Path(out) if out else run_dir / "curves.png")
+    refuse_input_as_output(out, [path])
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in supported:
+        raise UserError(f"{out}: cannot draw a .{fmt} file; give --out a name ending in .png, .pdf or .svg")
     train, evals = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            raise UserError(f"{path}:{n}: not valid JSON") from None
+    for r in read_metrics(path):
+        if not isinstance(r.get("step"), (int, float)):
+            continue  # not a record of a step (damaged): nothing to draw it at
         if r.get("event") == "eval":
             evals.append(r)
         elif "gen_loss" in r:
@@ -76,7 +84,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle(str(run_dir))
     fig.tight_layout()
-    out = Path(out) if out else run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_file(out) as f:
+            fig.savefig(f, dpi=100, format=fmt)
+    finally:
+        plt.close(fig)
     return out

@@ -35,6 +35,7 @@ from electra.runtime.distributed import (Dist, all_reduce_sum, any_rank, barrier
                                          init_distributed, run_device)
 from electra.runtime.loggers import ScalarSinks
 from electra.runtime.metrics_log import MetricsLog
+from electra.runtime.files import write_json
 from electra.runtime.preemption import StopSignals
 
 
@@ -73,6 +74,8 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
     sharded = d.enabled and t.parallel == "fsdp"
     model, step_fn, optimizer, plain, state = build_training(cfg, d, device, sharded, ckpt, init)
+    if resume and d.is_main:  # the checkpoint has loaded into this config's model: now it may be recorded
+        write_json(out / "config.json", cfg.to_dict())
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     # The held-out yardstick's replacement distributions (the same for every run on this data).

@@ -3,7 +3,6 @@ from transformers weights), the model and optimiser, the selection function and 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,11 @@ from electra.pretraining.local_init import init_local_attention
 from electra.pretraining.masking import Selector, continuation_flags, make_selector
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.yardstick import unigram_distribution
-from electra.runtime.checkpoint import checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config
+from electra.runtime.checkpoint import (checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config,
+                                       load_torch_file)
 from electra.runtime.device import fused_adamw
 from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize
-from electra.runtime.files import write_json
+from electra.runtime.files import AtomicDir, claim_output_folder, copy_tree, mark_owned, write_json
 
 
 def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
@@ -140,19 +140,23 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     ``world``: the processes of a torchrun launch, checked against the batch before anything is written.
     ``recipe``: config.RECIPES, default the preset's (a resumed run keeps its own)."""
     if resume:
+        # Nothing in the run folder changes here: config.json is rewritten only once the checkpoint has
+        # loaded into the model this config builds (pretrain.py), so a refused resume leaves the run as it was.
+        saved = load_run_config(out)
         cfg = load_run_config(out)
         cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         apply_overrides(cfg, overrides)
+        check_resume_overrides(saved, cfg, out / "config.json")
         if world is not None:
             check_world(cfg.train, world)
-        write_json(out / "config.json", cfg.to_dict())
         ckpt = latest_good_checkpoint(out)  # a damaged newest checkpoint is reported and skipped
         if ckpt is None and checkpoint_dirs(out):
             raise UserError(f"{out}: every checkpoint is damaged (see the warnings above); nothing to resume from")
         return cfg, ckpt
 
+    claim_output_folder(out, overwrite=True)  # a file in the way is named, before the check below
     if out.exists() and any(out.iterdir()):
         hint = "pass --resume to continue it" if (out / "config.json").exists() else "it is not empty"
         raise UserError(f"{out}: the output folder already exists ({hint}, or choose another --out)")
@@ -187,13 +191,40 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
     if world is not None:
         check_world(cfg.train, world)
     check_word_masking(cfg, data.tokenizer_dir)  # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())
-    write_json(out / "run.json", {"data": str(data.dir.resolve()), "init": _init_text(init),
-                                  "electra": __version__, "torch": torch.__version__})
-    if data.tokenizer_dir.is_dir():
-        shutil.copytree(data.tokenizer_dir, out / "tokenizer", dirs_exist_ok=True)
+    # The run folder appears whole (config, run.json, tokenizer, the owner marker) or not at all: a new
+    # run that fails here (a full disk) leaves no folder that a second attempt would call "not empty".
+    with AtomicDir(out) as tmp:
+        write_json(tmp / "run.json", {"data": str(data.dir.resolve()), "init": _init_text(init),
+                                      "electra": __version__, "torch": torch.__version__})
+        if data.tokenizer_dir.is_dir():
+            copy_tree(data.tokenizer_dir, tmp / "tokenizer")
+        mark_owned(tmp, "electra pretrain")
+        write_json(tmp / "config.json", cfg.to_dict())
     return cfg, None
+
+
+# What a checkpoint's weights and optimiser state are shaped by: a resumed run keeps them.
+FIXED_ON_RESUME = ("model.", "generator.", "train.objective", "train.algorithm", "train.two_stage_generator_steps")
+
+
+def check_resume_overrides(saved: PretrainConfig, cfg: PretrainConfig, path: Path) -> None:
+    """A resumed run may change its schedule, logging and the like, never what its checkpoints were built
+    with: one line naming the key, the value asked for and the checkpoint's."""
+    old, new = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    for key in sorted(old):
+        if key.startswith(FIXED_ON_RESUME) and old[key] != new.get(key):
+            raise UserError(f"{key}={new.get(key)}: a resumed run keeps what its checkpoints were trained with, and "
+                            f"{path} has {key}={old[key]}; drop that --set, or start a new run with another --out")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]:
@@ -251,8 +282,7 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
         step_fn = parallelize(model, t.parallel, d)
         optimizer = build_optimizer(model, t, device)
         if ckpt is not None:
-            load_full_optimizer_state(model, optimizer, torch.load(ckpt / "optimizer.pt", map_location="cpu",
-                                                                   weights_only=True))
+            load_full_optimizer_state(model, optimizer, load_torch_file(ckpt / "optimizer.pt"))
     else:
         optimizer = build_optimizer(model, t, device)
         if ckpt is not None:

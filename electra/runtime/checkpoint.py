@@ -20,8 +20,10 @@ Hugging Face export and import live in electra/interop/hf.py.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,15 @@ def read_best(run_dir: Path) -> dict[str, Any] | None:
     """``checkpoints/best.json``: the checkpoint with the best held-out loss so far, its step and loss."""
     try:
         best = json.loads((Path(run_dir) / "checkpoints" / BEST).read_text())
-        return {"checkpoint": str(best["checkpoint"]), "step": int(best["step"]), "loss": float(best["loss"])}
+        best = {"checkpoint": str(best["checkpoint"]), "step": int(best["step"]), "loss": float(best["loss"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    # Only a checkpoint of this run: a name like "../../other/checkpoints/step-1" is not one.
+    if Path(best["checkpoint"]).name != best["checkpoint"] or not best["checkpoint"].startswith(CHECKPOINT_PREFIX):
+        print(f"warning: {Path(run_dir) / 'checkpoints' / BEST}: names {best['checkpoint']!r}, which is not one of "
+              f"this run's checkpoints; ignored", file=sys.stderr)
+        return None
+    return best
 
 
 def best_checkpoint_name(run_dir: Path) -> str | None:
@@ -163,20 +171,48 @@ def unique_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dic
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     device: torch.device) -> dict[str, Any]:
-    """Restore model (and optimiser, RNG) from a checkpoint folder; returns its state.json."""
+    """Restore model (and optimiser, RNG) from a checkpoint folder; returns its state.json. Any file that does
+    not load (damaged, or from a run of another shape) is one line naming it."""
+    path = Path(path)
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
-        if unexpected or [k for k in missing if not k.startswith("generator.")]:
-            raise ValueError(f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        if optimizer is not None:
-            optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
-        rng = torch.load(path / "rng.pt", weights_only=True)
+    except (OSError, SafetensorError, ValueError, RuntimeError) as e:  # RuntimeError: a tensor of another shape
+        raise UserError(f"{path / 'model.safetensors'}: cannot load the weights ({_first_line(e)})") from None
+    missing = sorted(k for k in missing if not k.startswith("generator."))
+    if unexpected or missing:
+        raise UserError(f"{path / 'model.safetensors'}: the weights do not match the run's model (missing "
+                        f"{missing[:3]}, unexpected {sorted(unexpected)[:3]}); was config.json changed?")
+    if optimizer is not None:
+        try:
+            optimizer.load_state_dict(load_torch_file(path / "optimizer.pt", device))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            raise UserError(f"{path / 'optimizer.pt'}: not this run's optimiser state ({_first_line(e)})") from None
+    rng = load_torch_file(path / "rng.pt")
+    try:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        return json.loads((path / "state.json").read_text())
-    except (OSError, ValueError, RuntimeError, SafetensorError, KeyError) as e:
-        raise UserError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
+    except (KeyError, TypeError, IndexError, RuntimeError) as e:
+        raise UserError(f"{path / 'rng.pt'}: not a random-number state ({_first_line(e)})") from None
+    state = read_json_file(path / "state.json")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise UserError(f"{path / 'state.json'}: not a checkpoint state (no integer 'step')")
+    return state
+
+
+def load_torch_file(path: Path, device: torch.device | str = "cpu") -> Any:
+    """A ``torch.save`` file of tensors and numbers (``weights_only``: nothing else is ever unpickled); a damaged
+    or foreign file is one line naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, TypeError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: cannot load it ({_first_line(e)}); the file is damaged or not what it should be") \
+            from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return " ".join(text[0].split())[:200] if text else type(e).__name__
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:

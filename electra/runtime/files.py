@@ -280,14 +280,24 @@ def mark_owned(folder: Path, command: str) -> None:
     write_text(Path(folder) / OWNER_MARKER, f"written by `{command}`; the toolkit may replace this folder\n")
 
 
-def is_owned(folder: Path) -> bool:
-    return (Path(folder) / OWNER_MARKER).is_file()
+def is_owned(folder: Path, command: str | None = None) -> bool:
+    """Whether ``folder`` carries the toolkit's marker (written by ``command``, when given)."""
+    marker = Path(folder) / OWNER_MARKER
+    if not marker.is_file():
+        return False
+    if command is None:
+        return True
+    try:
+        return f"written by `{command}`" in marker.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
 
 
-def claim_output_folder(folder: str | Path, option: str = "--out", overwrite: bool = False) -> Path:
-    """Check that ``folder`` may be (re)written: missing, empty, made by the toolkit (it has ``OWNER_MARKER``)
-    or ``overwrite``. Anything else, a file where a folder should be included, is one line, and nothing has
-    been written."""
+def claim_output_folder(folder: str | Path, option: str = "--out", overwrite: bool = False,
+                        command: str | None = None) -> Path:
+    """Check that ``folder`` may be (re)written: missing, empty, made by the toolkit (it has ``OWNER_MARKER``;
+    made by ``command`` itself, when given: an export does not replace a demo's folder) or ``overwrite``.
+    Anything else, a file where a folder should be included, is one line, and nothing has been written."""
     folder = Path(folder)
     for parent in [folder, *folder.parents]:
         if parent.exists():
@@ -295,8 +305,9 @@ def claim_output_folder(folder: str | Path, option: str = "--out", overwrite: bo
                 where = "is a file" if parent == folder else f"is under {parent}, which is a file"
                 raise UserError(f"{folder}: {where}, not a folder; choose another {option}")
             break
-    if folder.is_dir() and any(folder.iterdir()) and not is_owned(folder) and not overwrite:
-        raise UserError(f"{folder}: exists and was not written by electra (no {OWNER_MARKER} marker); choose "
+    if folder.is_dir() and any(folder.iterdir()) and not is_owned(folder, command) and not overwrite:
+        by = f"`{command}`" if command else "electra"
+        raise UserError(f"{folder}: exists and was not written by {by} (no {OWNER_MARKER} marker of it); choose "
                         f"another {option}, or pass --overwrite to replace it")
     return folder
 
@@ -352,6 +363,18 @@ def read_json_object(path: Path, what: str = "a JSON object") -> dict:
         raise UserError(f"{path}: expected {what}, found a JSON {type(value).__name__}; the file is damaged or "
                         f"not the one the command expects")
     return value
+
+
+def load_safetensors(path: Path) -> dict:
+    """The tensors of a safetensors file; a damaged file is one line naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot load the weights ({' '.join(str(e).split())[:200]}); the file is damaged "
+                        f"or not a safetensors file") from None
 
 
 def sha256_file(path: Path) -> str:

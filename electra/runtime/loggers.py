@@ -19,6 +19,7 @@ from typing import Any
 
 from electra.config import LogConfig
 from electra.errors import UserError
+from electra.runtime.files import write_text
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_ID_FILE = "wandb_id.txt"
@@ -60,7 +61,7 @@ class ScalarSinks:
                 raise UserError("log.wandb=true needs the wandb package: pip install wandb") from None
             id_file = run_dir / WANDB_ID_FILE
             run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
-            id_file.write_text(run_id + "\n")
+            write_text(id_file, run_id + "\n")
             mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
             self.wandb = wandb.init(project=cfg.wandb_project, id=run_id, resume="allow", dir=str(run_dir),
                                     name=run_dir.name, config=config, mode=mode)
