@@ -1,5 +1,5 @@
-"""Long lines (docs/reliability.md, "Bounded memory"): time and peak memory of `electra data build` on one line of N tokens, against
-the same words with a newline every 20 of them, for growing N. Each build runs in a fresh process, which reports
+"""Long lines (docs/reliability.md, rule 5): time and peak memory of `electra data build` on one line of N tokens,
+against the same words with a newline every 20 of them, for growing N. Each build runs in a fresh process, which reports
 its wall time and its peak resident memory during the build (Linux's VmHWM, reset after the imports through
 /proc/self/clear_refs; it includes the tokenizer's Rust allocations, which tracemalloc cannot see), and how much
 the build added to the resident memory it started with.

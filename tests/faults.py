@@ -64,5 +64,5 @@ def mounted_tmpfs(folder, options: str):
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+    finally:  # lazily: a failing test may still hold a file open there
+        subprocess.run(["umount", "-l", str(folder)], check=True)
