@@ -1,7 +1,8 @@
 """electra: pre-train, fine-tune and use ELECTRA models (Clark et al., ICLR 2020).
 
 From Python (electra/api.py): ``electra.train_tokenizer``, ``electra.build_data``, ``electra.pretrain``,
-``electra.export``, ``electra.finetune`` and ``electra.load``, the command's verbs as functions; they raise
+``electra.export``, ``electra.finetune``, ``electra.export_onnx`` and ``electra.load``, the command's verbs as
+functions; they raise
 ``electra.UserError`` where the command prints its one-line error.
 """
 
@@ -9,7 +10,8 @@ from electra.errors import Stopped, UserError
 
 __version__ = "0.1.0"
 
-_API = ("train_tokenizer", "build_data", "pretrain", "export", "finetune", "load", "FineTunedModel", "Discriminator")
+_API = ("train_tokenizer", "build_data", "pretrain", "export", "finetune", "export_onnx", "load", "FineTunedModel",
+        "Discriminator")
 __all__ = [*_API, "UserError", "Stopped", "__version__"]
 
 

@@ -118,6 +118,15 @@ def finetune(model: str | Path, task: str, train: str | Path, dev: str | Path, o
                reader_options=options, progress=progress, overwrite=overwrite)
 
 
+def export_onnx(model: str | Path, out: str | Path, *, int8: bool = False, dev: str | Path | None = None,
+                overwrite: bool = False) -> dict[str, Any]:
+    """`electra export-onnx`: ``model`` (a fine-tuned folder) as ONNX in ``out`` (fp32, and int8 with ``int8``),
+    checked against PyTorch; returns what ``out/onnx.json`` records (files, sizes, parity, dev scores)."""
+    from electra.finetuning.onnx_export import export_onnx as run
+
+    return run(Path(model), Path(out), int8=int8, dev=dev, overwrite=overwrite)
+
+
 class FineTunedModel:
     """A fine-tuned model ready to use: ``predict`` in-memory inputs, ``evaluate`` a labelled file.
 
@@ -131,6 +140,8 @@ class FineTunedModel:
         except RuntimeError as e:  # torch's own refusal of a name it does not know
             raise UserError(f"device: {e}") from None
         self.task, self.model, self.tokenizer, self.max_seq_length = load_finetuned(folder, self.device)
+        # "pytorch", or for an `electra export-onnx` folder the ONNX Runtime model it runs ("onnx-int8", ...)
+        self.backend = getattr(self.model, "backend", "pytorch")
         self._autocast = autocast_for(self.device, "auto")
         self._pad = special_token_ids(self.tokenizer)["pad"]
 
@@ -216,5 +227,5 @@ def load(path: str | Path, device: str = "auto") -> FineTunedModel | Discriminat
     return Discriminator(path)
 
 
-__all__ = ["train_tokenizer", "build_data", "pretrain", "export", "finetune", "load", "FineTunedModel",
-           "Discriminator"]
+__all__ = ["train_tokenizer", "build_data", "pretrain", "export", "finetune", "export_onnx", "load",
+           "FineTunedModel", "Discriminator"]

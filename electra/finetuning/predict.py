@@ -27,6 +27,7 @@ from electra.finetuning.finetune import (TASK_FILE, check_vocabulary, evaluate, 
 from electra.finetuning.tasks import TASKS, make_task, min_seq_length
 from electra.runtime.device import autocast_for
 from electra.runtime.distributed import resolve_device
+from electra.interop.onnx_model import is_onnx_folder, load_onnx_model
 from electra.runtime.files import (OWNER_MARKER, atomic_file, check_output_file, failure_reason, make_folder,
                                    read_json_object, refuse_input_as_output, write_json)
 
@@ -138,12 +139,15 @@ def load_finetuned(path: Path, device: torch.device):
                                            f"max_position_embeddings {cfg.max_position_embeddings} (config.json)")
     task = make_task(meta["task"], meta.get("options"), meta)
     task.qa_options = meta.get("qa_options") or {}
+    tok = load_tokenizer(folder)
+    check_vocabulary(tok, cfg, folder)
+    if is_onnx_folder(folder):  # an `electra export-onnx` folder: the same task, run on ONNX Runtime
+        model, _ = load_onnx_model(folder, cfg, task.name)
+        return task, model, tok, meta["max_seq_length"]
     model = task.build_model(cfg)
     state = read_weights(folder / WEIGHTS_FILE)
     check_state(model, state, folder / WEIGHTS_FILE, meta)
     model.load_state_dict(state)
-    tok = load_tokenizer(folder)
-    check_vocabulary(tok, cfg, folder)
     return task, model.to(device).eval(), tok, meta["max_seq_length"]
 
 
