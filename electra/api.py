@@ -228,4 +228,4 @@ def load(path: str | Path, device: str = "auto") -> FineTunedModel | Discriminat
 
 
 __all__ = ["train_tokenizer", "build_data", "pretrain", "export", "finetune", "export_onnx", "load",
-           "FineTunedModel", "Discriminator"]
+           "FineTunedModel", "Discriminator"]  # and electra.serve (electra/serving: it serves what ``load`` gives)

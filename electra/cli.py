@@ -176,6 +176,20 @@ def cmd_export_onnx(args) -> None:
         print(f"dev {primary}: " + ", ".join(f"{v} {record['dev'][v][primary]:.4f}" for v in record["files"]))
 
 
+def cmd_serve(args) -> None:
+    """Serve a fine-tuned model over HTTP: POST /v1/predict with dynamic batching, /health, /ready, /info,
+    /metrics (Prometheus) and /docs.
+
+    MODEL: a fine-tuned folder (`electra finetune --out`, or its model/) or an `electra export-onnx` folder.
+    Listens on 127.0.0.1 unless --host says otherwise; SIGTERM stops accepting, answers the requests in flight
+    and exits 0. Routes, status codes and metrics: docs/serve.md. Needs `pip install 'electra[serve]'`.
+    """
+    from electra.serving import serve
+    from electra.serving.options import options_from
+
+    serve(args.model, **options_from(args))
+
+
 def cmd_inspect(args) -> None:
     """Show, token by token, how likely a discriminator thinks each token was replaced.
 
@@ -322,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model (the default)")
     sp.add_argument("--dev", default=None, metavar="FILE", help="score fp32 and int8 on this labelled file")
     sp.add_argument("--overwrite", action="store_true", help="replace OUT even if it is not an earlier ONNX export")
+
+    sp = verb(verbs, "serve", cmd_serve)
+    from electra.serving.options import add_arguments as serve_arguments
+    serve_arguments(sp)
 
     sp = verb(verbs, "inspect", cmd_inspect)
     sp.add_argument("--model", required=True, metavar="MODEL")

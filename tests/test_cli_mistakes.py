@@ -122,6 +122,14 @@ MISTAKES = [
     (["predict", "--model", F("ft"), "--input", F("texts"), "--out", F("texts")], "input"),
     (["predict", "--model", F("ft"), "--input", F("missing"), "--out", F("@p.jsonl")], "missing"),
     (["predict", "--model", F("run"), "--input", F("texts"), "--out", F("@p2.jsonl")], "run"),
+    # export-onnx, serve
+    (["export-onnx", F("missing"), "--out", F("@o1")], "missing"),
+    (["export-onnx", F("ft"), "--out", F("file")], "a-file.txt"),
+    (["serve", F("missing")], "missing"),
+    (["serve", F("ft"), "--port", "70000"], "port"),
+    (["serve", F("ft"), "--max-batch-size", "0"], "max"),
+    (["serve", F("ft"), "--api-key-file", F("missing")], "missing"),
+    (["serve", F("ft"), "--timeout", "nan"], "timeout"),
     # study, demo
     (["study", "--data", F("data"), "--out", F("@s1"), "--budgets", "abc", *PROBE], "budgets"),
     (["study", "--data", F("data"), "--out", F("@s2"), "--budgets", "1e12", "--seeds", "x", *PROBE], "seeds"),
