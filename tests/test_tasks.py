@@ -499,3 +499,17 @@ def test_real_squad_sample():
     for e in examples:  # the sample is real data: its answers do occur at their offsets
         for answer in e.answers:
             assert e.context[answer.start:answer.start + len(answer.text)] == answer.text
+
+
+def test_the_truncating_copy_is_made_once_per_tokenizer_and_length(tmp_path):
+    """Copying a tokenizer re-parses its vocabulary: a service featurising one request at a time reuses it."""
+    from tokenizers import Tokenizer, models
+
+    from electra.finetuning.tasks import truncating
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "a": 2}
+    tok, other = (Tokenizer(models.WordPiece(vocab, unk_token="[UNK]")) for _ in range(2))
+    first = truncating(tok, 8)
+    assert truncating(tok, 8) is first and first is not tok
+    assert tok.truncation is None and first.truncation["max_length"] == 8  # the original stays untouched
+    assert truncating(tok, 16) is not first and truncating(other, 8) is not first

@@ -53,11 +53,25 @@ def check_seq_length(max_length: int, task: str, pairs: bool = False, max_query_
                         f"needs {what}; give --set max_seq_length={need} or more")
 
 
+_TRUNCATING: dict[tuple[int, int], tuple[Tokenizer, Tokenizer]] = {}  # (id(tok), max_length) -> (tok, copy)
+
+
 def truncating(tok: Tokenizer, max_length: int) -> Tokenizer:
-    """A copy of ``tok`` that truncates to ``max_length`` (the caller's tokenizer stays untouched)."""
+    """A copy of ``tok`` that truncates to ``max_length`` (the caller's tokenizer stays untouched).
+
+    Made once per tokenizer and length, then reused: copying serialises and re-parses the whole vocabulary
+    (milliseconds for 30k entries), which a service featurising one request at a time would pay on every
+    request. The cache holds the original too, so an id is never reused while its entry lives."""
+    key = (id(tok), max_length)
+    hit = _TRUNCATING.get(key)
+    if hit is not None and hit[0] is tok:
+        return hit[1]
     t = Tokenizer.from_str(tok.to_str())
     t.no_padding()
     t.enable_truncation(max_length, strategy="longest_first")
+    if len(_TRUNCATING) >= 16:  # a few models and lengths per process at most; forget the oldest
+        _TRUNCATING.pop(next(iter(_TRUNCATING)))
+    _TRUNCATING[key] = (tok, t)
     return t
 
 

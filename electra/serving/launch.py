@@ -30,6 +30,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Inherited by every accepted connection. Without it a keep-alive response's body (written after its
+        # headers) waits for the client's delayed ACK: +40 ms a request (measured; uvicorn's own sockets set it).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
         sock.listen(2048)
     except OSError as e:
