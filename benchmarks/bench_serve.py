@@ -111,8 +111,7 @@ def latency(bench: Path, n: int) -> list[dict]:
             else:
                 model = electra.load(bench / name) if how is None else electra.load(bench / f"{name}-onnx")
                 if how is not None:
-                    model.model, model.backend = load_onnx_model(bench / f"{name}-onnx", model.model.config,
-                                                                 model.task.name, how)
+                    model.model = load_onnx_model(bench / f"{name}-onnx", model.model.config, model.task.name, how)
                 result = time_calls(lambda item: model.predict([item]), items)
             rows.append({"model": name, "inputs": "dev lengths" if lengths == "real" else "128 tokens",
                          "mean_tokens": round(tokens, 1), "variant": label, **result})

@@ -41,57 +41,69 @@ from electra.runtime.metrics_log import read_metrics
 
 TASK_NAMES = ("classification", "tagging", "qa")
 MAX_SEED = 2**32 - 1  # numpy's generators (the data order) take seeds below 2**32
+BUDGETS_EXAMPLE, SEEDS_EXAMPLE = "1e14,3e14,1e15", "1,2,3"
 
 
-def _items(text: str, option: str, example: str) -> list[str]:
+def _parse_list(text: str, option: str, example: str, convert, kind: str, plural: str) -> tuple[list[str], list]:
+    """The comma-separated items of an option as written, and each converted (``convert``, e.g. float); a
+    value ``convert`` refuses is one line naming it (it is not a ``kind``)."""
     items = [item.strip() for item in str(text).split(",")]
     if not any(items):
         raise UserError(f"{option} {text!r}: give one or more comma-separated values, e.g. {option} {example}")
-    return [item for item in items if item]
+    items, values = [item for item in items if item], []
+    for item in items:
+        try:
+            values.append(convert(item))
+        except ValueError:
+            raise UserError(f"{option}: {item!r} is not {kind}; give comma-separated {plural}, "
+                            f"e.g. {option} {example}") from None
+    return items, values
 
 
 def parse_budgets(text: str) -> list[float]:
-    """``--budgets``: comma-separated pre-training FLOPs budgets, each a positive finite number (``1e14,3e14``).
-    Two budgets that would name the same cell (equal to 3 significant figures) are refused too."""
-    example = "1e14,3e14,1e15"
-    items, budgets = _items(text, "--budgets", example), []
-    for item in items:
-        try:
-            b = float(item)
-        except ValueError:
-            raise UserError(f"--budgets: {item!r} is not a number; give comma-separated FLOPs budgets, "
-                            f"e.g. --budgets {example}") from None
-        if not math.isfinite(b) or b <= 0:
-            raise UserError(f"--budgets: {item!r} is not a positive, finite number of FLOPs; give comma-separated "
-                            f"FLOPs budgets, e.g. --budgets {example}")
-        budgets.append(b)
+    """``--budgets``: comma-separated pre-training FLOPs budgets (``1e14,3e14``), checked by ``check_budgets``."""
+    items, budgets = _parse_list(text, "--budgets", BUDGETS_EXAMPLE, float, "a number", "FLOPs budgets")
+    return check_budgets(budgets, items)
+
+
+def check_budgets(budgets: list, items: list[str] | None = None) -> list[float]:
+    """Budgets a study can run: at least one, each a positive finite number, no two that would name the same
+    cell (equal to 3 significant figures). ``items``: how they were written, for the messages."""
+    if not budgets:
+        raise UserError(f"--budgets: give one or more positive FLOPs budgets, e.g. --budgets {BUDGETS_EXAMPLE}")
+    items = items or [repr(b) for b in budgets]
     seen: dict[str, str] = {}
     for item, b in zip(items, budgets):
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
+            raise UserError(f"--budgets: {item!r} is not a positive, finite number of FLOPs; give comma-separated "
+                            f"FLOPs budgets, e.g. --budgets {BUDGETS_EXAMPLE}")
         key = f"{b:.3g}"
         if key in seen:
             raise UserError(f"--budgets: {seen[key]!r} and {item!r} are the same budget to 3 significant figures "
-                            f"(a cell's name shows 3); give each budget once, e.g. --budgets {example}")
+                            f"(a cell's name shows 3); give each budget once, e.g. --budgets {BUDGETS_EXAMPLE}")
         seen[key] = item
-    return budgets
+    return [float(b) for b in budgets]
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: comma-separated whole numbers from 0 to 2**32 - 1, each once (``1,2,3``)."""
-    example = "1,2,3"
-    seeds: list[int] = []
-    for item in _items(text, "--seeds", example):
-        try:
-            seed = int(item)
-        except ValueError:
-            raise UserError(f"--seeds: {item!r} is not a whole number; give comma-separated seeds, "
-                            f"e.g. --seeds {example}") from None
-        if not 0 <= seed <= MAX_SEED:
-            raise UserError(f"--seeds: {item!r} is out of range (a seed is 0 to {MAX_SEED}); give comma-separated "
-                            f"seeds, e.g. --seeds {example}")
-        if seed in seeds:
-            raise UserError(f"--seeds: {seed} is given twice; give each seed once, e.g. --seeds {example}")
-        seeds.append(seed)
-    return seeds
+    """``--seeds``: comma-separated whole numbers (``1,2,3``), checked by ``check_seeds``."""
+    items, seeds = _parse_list(text, "--seeds", SEEDS_EXAMPLE, int, "a whole number", "seeds")
+    return check_seeds(seeds, items)
+
+
+def check_seeds(seeds: list, items: list[str] | None = None) -> list[int]:
+    """Seeds a study can run: at least one, each a whole number from 0 to 2**32 - 1, each once. ``items``: how
+    they were written, for the messages."""
+    if not seeds:
+        raise UserError(f"--seeds: give one or more seeds, e.g. --seeds {SEEDS_EXAMPLE}")
+    items = items or [repr(s) for s in seeds]
+    for i, (item, seed) in enumerate(zip(items, seeds)):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise UserError(f"--seeds: {item!r} is out of range (a seed is a whole number from 0 to {MAX_SEED}); "
+                            f"give comma-separated seeds, e.g. --seeds {SEEDS_EXAMPLE}")
+        if seed in seeds[:i]:
+            raise UserError(f"--seeds: {seed} is given twice; give each seed once, e.g. --seeds {SEEDS_EXAMPLE}")
+    return list(seeds)
 
 
 def check_jobs(jobs) -> int:
@@ -337,13 +349,8 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise UserError(f"--probe: two probes share the name {twice[0]!r}; name them, NAME=TASK:TRAIN:DEV")
-    if not budgets or any(not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0) for b in budgets):
-        raise UserError("--budgets: give one or more positive, finite FLOPs budgets, e.g. 1e14,3e14,1e15")
-    if len({f"{float(b):.3g}" for b in budgets}) != len(budgets):
-        raise UserError("--budgets: give each budget once (two are the same to 3 significant figures)")
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds: give one or more different whole numbers from 0 to {MAX_SEED}, e.g. 1,2,3")
+    check_budgets(budgets)
+    check_seeds(seeds)
     check_jobs(jobs)
     grid = {"data": str(Path(data).resolve()), "preset": preset, "objectives": objectives, "budgets": budgets,
             "seeds": seeds, "probes": [asdict(p) for p in probes], "baseline": baseline,

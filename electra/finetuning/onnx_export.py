@@ -35,12 +35,12 @@ _FOLDER_FILES = ("task.json", "config.json", "tokenizer.json", "vocab.txt", "tok
 
 
 def _sample_features(task, tokenizer, max_len: int, dev: Path | None, seed: int = 0) -> tuple[list, list, str]:
-    """(examples, features, what they are) for the parity check: the first inputs of ``dev``, or random token
-    sequences of varied lengths (every non-special id of the vocabulary can appear)."""
+    """(examples, features, what the parity sample is): ``dev``'s, all of them (scored with --dev; the check takes
+    the first ``PARITY_SAMPLE``), or random token sequences of varied lengths (any non-special id can appear)."""
     if dev is not None:
         examples = task.read_eval(Path(dev))
         features = task.featurize(examples, tokenizer, max_len, training=False)
-        return examples, features[:PARITY_SAMPLE], f"the first {min(len(features), PARITY_SAMPLE)} inputs of {dev}"
+        return examples, features, f"the first {min(len(features), PARITY_SAMPLE)} inputs of {dev}"
     rng = np.random.default_rng(seed)
     vocab = tokenizer.get_vocab_size()
     lengths = np.linspace(3, max_len, PARITY_SAMPLE).astype(int)
@@ -86,9 +86,10 @@ def max_difference(model, onnx_model: OnnxModel, features: list[dict], pad_id: i
     return result
 
 
-def _export_graph(model, task_name: str, max_len: int, path: Path) -> None:
+def _export_graph(model, task_name: str, max_len: int, path: Path) -> int | None:
     """torch.onnx.export with the dynamo exporter: dynamic batch and sequence axes. The sample has two rows and
-    is not at either bound (the exporter refuses a dynamic dimension of size 1 in its sample)."""
+    is not at either bound (the exporter refuses a dynamic dimension of size 1 in its sample). Returns the
+    graph's ONNX opset."""
     n = min(16, max_len)
     ids = torch.full((2, n), 5, dtype=torch.int64)
     mask = torch.ones_like(ids)
@@ -107,6 +108,7 @@ def _export_graph(model, task_name: str, max_len: int, path: Path) -> None:
     for node in proto.graph.node:  # the exporter's per-node provenance (Python stack traces, FX names): not needed
         del node.metadata_props[:]
     write_bytes(path, proto.SerializeToString())
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
 
 
 def _quantize(fp32: Path, int8: Path) -> None:
@@ -179,40 +181,32 @@ def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False, dev
     if hasattr(model, "session"):
         raise UserError(f"{source}: is already an ONNX export; give the fine-tuned folder it came from")
     pad = special_token_ids(tok)["pad"]
-    examples, sample, sample_text = _sample_features(task, tok, max_len, Path(dev) if dev else None)
+    examples, features, sample_text = _sample_features(task, tok, max_len, Path(dev) if dev else None)
+    sample = features[:PARITY_SAMPLE]
     record: dict[str, Any] = {"source": str(source), "task": task.name, "max_seq_length": max_len,
                               "opset": None, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                               "parity_sample": sample_text, "parity_tolerance": PARITY_TOLERANCE}
     with AtomicDir(out) as tmp:
-        _export_graph(model, task.name, max_len, tmp / ONNX_FILE)
-        import onnx
-
-        record["opset"] = max((o.version for o in onnx.load(str(tmp / ONNX_FILE)).opset_import
-                               if o.domain in ("", "ai.onnx")), default=None)
+        record["opset"] = _export_graph(model, task.name, max_len, tmp / ONNX_FILE)
         fp32 = OnnxModel(tmp / ONNX_FILE, model.config, task.name)
         parity = max_difference(model, fp32, sample, pad)
         if max(parity.values()) > PARITY_TOLERANCE:
             raise UserError(f"{out}: refused: ONNX Runtime's outputs differ from PyTorch's by "
                             f"{max(parity.values()):.2e} (more than {PARITY_TOLERANCE:g}) on {sample_text}; "
                             f"nothing was written")
-        files = {"fp32": ONNX_FILE}
+        files, sessions = {"fp32": ONNX_FILE}, {"fp32": fp32}
         record["parity"] = {"fp32": parity}
         if int8:
             _quantize(tmp / ONNX_FILE, tmp / INT8_FILE)
-            files["int8"] = INT8_FILE
-            record["parity"]["int8"] = max_difference(model, OnnxModel(tmp / INT8_FILE, model.config, task.name),
-                                                      sample, pad)
+            files["int8"], sessions["int8"] = INT8_FILE, OnnxModel(tmp / INT8_FILE, model.config, task.name)
+            record["parity"]["int8"] = max_difference(model, sessions["int8"], sample, pad)
             record["reduce_range"] = not _has_vnni()
         record["files"], record["default"] = files, ("int8" if int8 else "fp32")
         record["bytes"] = {"pytorch": (source / "model.safetensors").stat().st_size,
                            **{k: (tmp / v).stat().st_size for k, v in files.items()}}
         if dev is not None:
-            scores = {}
-            for variant, name in files.items():
-                onnx_model = OnnxModel(tmp / name, model.config, task.name)
-                metrics, _ = evaluate(onnx_model, task, examples, task.featurize(examples, tok, max_len, False),
-                                      pad, 64, device, _no_autocast)
-                scores[variant] = metrics
+            scores = {variant: evaluate(session, task, examples, features, pad, 64, device, _no_autocast)[0]
+                      for variant, session in sessions.items()}
             record["dev"] = {"file": str(dev), "primary_metric": task.primary_metric, **scores}
             if int8:
                 lost = _points(scores["fp32"], task.primary_metric) - _points(scores["int8"], task.primary_metric)

@@ -142,7 +142,7 @@ def load_finetuned(path: Path, device: torch.device):
     tok = load_tokenizer(folder)
     check_vocabulary(tok, cfg, folder)
     if is_onnx_folder(folder):  # an `electra export-onnx` folder: the same task, run on ONNX Runtime
-        model, _ = load_onnx_model(folder, cfg, task.name)
+        model = load_onnx_model(folder, cfg, task.name)
         return task, model, tok, meta["max_seq_length"]
     model = task.build_model(cfg)
     state = read_weights(folder / WEIGHTS_FILE)

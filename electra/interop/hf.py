@@ -76,11 +76,12 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None,
     built: list[tuple[Path, Path]] = []
     try:
         for final, network, kind in networks:
-            with AtomicDir(final.with_name(f".{final.name}.export")) as tmp:
+            staged = final.with_name(f".{final.name}.export")
+            with AtomicDir(staged) as tmp:
                 write_hf_files(network, tmp, tok if tok.is_dir() else None)
                 write_pretraining_card(run_dir, tmp, kind, step, cfg.to_dict())
                 mark_owned(tmp, "electra export")
-            built.append((final.with_name(f".{final.name}.export"), final))
+            built.append((staged, final))
         for staged, final in built:
             replace_folder(staged, final)
     except OSError as e:

@@ -48,15 +48,12 @@ class OnnxModel:
     """An ONNX Runtime session that stands where the PyTorch model stands (``run_model`` calls it with
     (input_ids, attention_mask, token_type_ids) tensors and gets logits back as tensors: a tuple for QA)."""
 
-    def __init__(self, path: Path, config, task_name: str, threads: int | None = None):
+    def __init__(self, path: Path, config, task_name: str):
         need_onnx()
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf / NoSuchFile ...: a bad or missing file
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
@@ -82,9 +79,9 @@ class OnnxModel:
         return tuple(out) if len(out) > 1 else out[0]
 
 
-def load_onnx_model(folder: Path, config, task_name: str, variant: str | None = None) -> tuple[OnnxModel, str]:
-    """The default model of an export folder (int8 when it has one), or ``variant`` ("fp32" / "int8");
-    returns it and its backend name ("onnx-fp32" / "onnx-int8")."""
+def load_onnx_model(folder: Path, config, task_name: str, variant: str | None = None) -> OnnxModel:
+    """The default model of an export folder (int8 when it has one), or ``variant`` ("fp32" / "int8"); its
+    ``backend`` names it ("onnx-fp32" / "onnx-int8")."""
     meta = read_json_object(Path(folder) / ONNX_META, "a JSON object (the ONNX export's record)")
     files = meta.get("files")
     variant = variant or meta.get("default")
@@ -97,4 +94,4 @@ def load_onnx_model(folder: Path, config, task_name: str, variant: str | None = 
         raise UserError(f"{path}: missing; the folder is damaged: export it again with `electra export-onnx`")
     model = OnnxModel(path, config, task_name)
     model.backend = f"onnx-{variant}"
-    return model, model.backend
+    return model

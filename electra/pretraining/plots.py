@@ -43,6 +43,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
@@ -51,9 +52,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out = check_output_file(Path(out) if out else run_dir / "curves.png")
     refuse_input_as_output(out, [path])
     fmt = out.suffix.lstrip(".").lower() or "png"
-    supported = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    if fmt not in supported:
+    if fmt not in FigureCanvasAgg.get_supported_filetypes():  # (the Agg canvas every figure here has)
         raise UserError(f"{out}: cannot draw a .{fmt} file; give --out a name ending in .png, .pdf or .svg")
     train, evals = [], []
     for r in read_metrics(path):

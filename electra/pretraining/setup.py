@@ -3,6 +3,7 @@ from transformers weights), the model and optimiser, the selection function and 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def prepare_run(data: PretrainingData, out: Path, preset: str, overrides: list[s
         # Nothing in the run folder changes here: config.json is rewritten only once the checkpoint has
         # loaded into the model this config builds (pretrain.py), so a refused resume leaves the run as it was.
         saved = load_run_config(out)
-        cfg = load_run_config(out)
+        cfg = copy.deepcopy(saved)
         cfg.train.stop_at = 0  # a resumed run goes on to max_steps unless told otherwise
         if max_steps is not None:
             cfg.train.max_steps = max_steps

@@ -13,7 +13,7 @@ The rules these functions hold:
   ``overwrite``. ``refuse_input_as_output`` keeps an output from landing on one of the command's inputs.
 
 ``open_for_writing`` is the one place bytes leave the process for a file: the fault-injection tests
-(tests/test_disk_full.py) replace ``_open`` to make the disk fill at a chosen write.
+(tests/faults.py) replace ``_open`` to make the disk fill at a chosen write.
 """
 from __future__ import annotations
 
@@ -300,7 +300,7 @@ def claim_output_folder(folder: str | Path, option: str = "--out", overwrite: bo
     Anything else, a file where a folder should be included, is one line, and nothing has been written."""
     folder = Path(folder)
     for parent in [folder, *folder.parents]:
-        if parent.exists():
+        if parent.exists() or parent.is_symlink():  # a dangling link is in the way too
             if not parent.is_dir():
                 where = "is a file" if parent == folder else f"is under {parent}, which is a file"
                 raise UserError(f"{folder}: {where}, not a folder; choose another {option}")
