@@ -88,7 +88,7 @@ class ModelConfig:
 
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
-# Pre-training objectives (DESIGN.md §3 ablations; docs/electra.md): ELECTRA, BERT's masked LM, ELECTRA with
+# Pre-training objectives (docs/design.md, "Ablations"; docs/electra.md): ELECTRA, BERT's masked LM, ELECTRA with
 # the discriminator loss on the selected tokens only, MLM on generator-corrupted input, and MLM on every
 # token with a copy mechanism; and ``hybrid``: one network, one pass, a masked LM at the selected tokens and a
 # replaced-token detector at every other token, the replacements drawn from ``train.noise`` (docs/electra.md).
@@ -167,7 +167,7 @@ def check_types(obj: Any, prefix: str) -> None:
 
 @dataclass
 class GeneratorConfig:
-    """How the generator is derived from the discriminator (DESIGN.md §3)."""
+    """How the generator is derived from the discriminator (docs/design.md, "Generator size")."""
 
     # Hidden size, heads and FFN are the discriminator's times this fraction;
     # the paper uses 1/4 for Small and Large and 1/3 for Base.
@@ -461,7 +461,7 @@ def _known_keys(d: dict, valid: list[str], prefix: str) -> None:
 
 # --------------------------------------------------------------------------- presets
 
-# Architecture per preset (paper Table 6); generator fraction per DESIGN.md §3.
+# Architecture per preset (paper Table 6); generator fraction per docs/design.md, "Generator size".
 _PRESET_MODELS = {
     # For tests and the demo: trains in minutes on a CPU.
     "tiny": dict(embedding_size=128, hidden_size=128, num_hidden_layers=4, num_attention_heads=2,
@@ -489,7 +489,7 @@ _PRESET_TRAIN = {
 }
 PRESETS = tuple(_PRESET_MODELS)
 
-# Recipes (issue 21): ``paper`` is the paper's hyper-parameters per preset, exactly; ``small_budget`` changes
+# Recipes: ``paper`` is the paper's hyper-parameters per preset, exactly; ``small_budget`` changes
 # what measured runs showed to make a small discriminator learn context within minutes on a CPU (docs/electra.md,
 # "The small-budget recipe"). Each change is an ordinary field, so --set can still override any of them.
 RECIPES = ("paper", "small_budget")

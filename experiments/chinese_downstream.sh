@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22, part 4: Chinese downstream. Pre-trained against from scratch, and whole-word (jieba) against
+# Chinese downstream: pre-trained against from scratch, and whole-word (jieba) against
 # character masking, on the Chinese demo's text and tasks (results: docs/chinese.md).
 #
 #   experiments/chinese_downstream.sh OUT [BUDGETS] [SEEDS]

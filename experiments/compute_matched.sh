@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ELECTRA against MLM at matched pre-training compute (issue 4, part 7; results: docs/experiments.md).
+# ELECTRA against MLM at matched pre-training compute (results: docs/experiments.md).
 #
 #   experiments/compute_matched.sh OUT [BUDGETS] [SEEDS]
 #

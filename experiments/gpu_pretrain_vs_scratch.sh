@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 3's last criterion on a lent GPU: pre-train with `electra pretrain` far longer than 2 CPU cores
-# allow, then fine-tune pre-trained vs from scratch (experiments/finetune_vs_scratch.sh) in the same call.
+# Does pre-training beat random weights on both tasks (docs/finetune.md), given a GPU? Pre-train with
+# `electra pretrain` far longer than 2 CPU cores allow, then fine-tune pre-trained vs from scratch (experiments/finetune_vs_scratch.sh) in the same call.
 #
 #   experiments/gpu_pretrain_vs_scratch.sh WORK [STEPS] [PRESET]
 #

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 21: does text from the task's own domain let a pre-trained encoder beat random weights on rotten_tomatoes?
+# The small-budget study, fourth check: does text from the task's own domain let a pre-trained encoder beat
+# random weights on rotten_tomatoes?
 # Task-adaptive pre-training (Gururangan et al., ACL 2020): continue the small-budget study's 1e14 checkpoints
 # for 1e13 FLOPs on rotten_tomatoes' training sentences (labels dropped), then run the study's probe.
 # Criteria, written before the runs: experiments/results/in_domain_text/criteria.txt.

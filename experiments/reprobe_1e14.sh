@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 21, secondary checks (experiments/results/small_budget_study/*/criteria*.txt): the 1e14 cells of the
-# small-budget study (the recipe, MLM, the paper's ELECTRA) and the from-scratch start, seeds 1-3, re-probed
+# The small-budget study's secondary checks (experiments/results/small_budget_study/*/criteria*.txt): the
+# 1e14 cells of the study (the recipe, MLM, the paper's ELECTRA) and the from-scratch start, seeds 1-3, re-probed
 # with other fine-tuning settings, everything else as the study's probe.
 #
 #   experiments/reprobe_1e14.sh SB_OUT PROBE OUT KEY=VALUE [KEY=VALUE ...]    PROBE: rotten_tomatoes | brown_pos6k

@@ -1,4 +1,4 @@
-"""How fast can a discriminator alone learn to detect unigram-sampled replacements? (issue 21)
+"""How fast can a discriminator alone learn to detect unigram-sampled replacements?
 
 No generator: 15% (``--mask``) of each window's tokens are replaced by draws from the training data's unigram
 distribution (the paper's "unigram generator"), and a `tiny` discriminator learns to find them. Each step

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 21: the small-budget recipe against the paper's ELECTRA, MLM and random initialisation at matched
-# pre-training compute, up to 1e14 FLOPs (results: docs/experiments.md, "The small-budget recipe").
+# The small-budget study: the small-budget recipe against the paper's ELECTRA, MLM and random initialisation
+# at matched pre-training compute, up to 1e14 FLOPs (results: docs/experiments.md, "The small-budget recipe").
 #
 #   experiments/small_budget_study.sh OUT [BUDGETS] [SEEDS]
 #

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 21: the later seeds of small_budget_study.sh, run as separate grids whose cells are merged into
-# OUT/study/cells (same cell names, same data, probes and settings):
+# The small-budget study, later seeds: seeds 2-3 of small_budget_study.sh, run as separate grids whose cells
+# are merged into OUT/study/cells (same cell names, same data, probes and settings):
 #
 #   experiments/small_budget_study_more_seeds.sh OUT
 #
 # - OUT/study14: seeds 2 and 3 of the decisive pair at 1e14, the recipe (small_budget:electra) and MLM
-#   (paper:mlm, lr 1e-3), plus from-scratch seed 3 (run first: the pair that decides the issue's target);
+#   (paper:mlm, lr 1e-3), plus from-scratch seed 3 (run first: the pair that decides the study's target);
 # - OUT/study14pe: seeds 2 and 3 of paper:electra at 1e14 (lr 1e-3), run a session later;
 # - OUT/study13s3: seed 3 of the three arms at 1e13 (no --baseline: from-scratch seed 3 is study14's).
 # OUT must hold what small_budget_study.sh prepared (prepare_shared.sh: OUT/data, OUT/brown_pos_train6k.conll).

@@ -1,4 +1,4 @@
-"""Training algorithms (issue 4, part 3): joint (default), two_stage, adversarial.
+"""Training algorithms (paper §3.2, appendix F): joint (default), two_stage, adversarial.
 
 The defining rules one by one (stage one runs no discriminator, stage two freezes the generator, the switch copies
 the generator into the discriminator, REINFORCE's gradient and direction, the baseline), then each algorithm end to

@@ -1,4 +1,4 @@
-"""The Python API (issue 23, part 6): the command's verbs as functions, and `electra.load` to use the results.
+"""The Python API: the command's verbs as functions, and `electra.load` to use the results.
 Mistakes raise UserError with the command's message; nothing calls sys.exit."""
 
 import json

@@ -1,8 +1,13 @@
-"""The layout docs/architecture.md describes (issue 24): modules in packages by stage, no two modules of the
-same name, imports that run one way, and every path the page names present."""
+"""The layout docs/architecture.md describes: modules in packages by stage, no two modules of the same name,
+imports that run one way, and every path the page names present. And the repository explains itself: every
+document its code, tests, experiments, benchmarks and docs cite is in it, every heading cited is there, and no
+comment leans on an issue tracker a reader cannot see."""
 
 import ast
+import io
+import os
 import re
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +87,150 @@ def test_every_path_the_architecture_page_names_exists():
     listed = set(re.findall(r"^\s+([\w]+\.py)\b", tree, re.M))
     actual = {p.name for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
     assert listed == actual, (sorted(actual - listed), sorted(listed - actual))
+
+
+# --------------------------------------------------------------------------- citations
+
+# Where a reader meets prose: the package, tests, experiments and benchmarks (.py, .sh) and the docs (.md).
+CITING_FOLDERS = ("electra", "tests", "experiments", "benchmarks", "docs")
+# A dated log: its entries stay as they were written, tracker numbers included (the issue-number check skips it).
+KEPT_AS_WRITTEN = {"benchmarks/RESULTS.md"}
+# Documents of other projects that may be cited by bare name. None is needed today: cite another project's file
+# by its URL (a path after "://" is not read as a local one) or by "owner/name" and the file's name in words.
+EXTERNAL_DOCUMENTS: frozenset[str] = frozenset()
+# A .md path: letters, digits, _ . / + - and ending in ".md"; not the tail of a longer path or of a URL.
+MD_PATH = re.compile(r"(?<![\w./:+-])([\w./+-]*\w\.md)\b")
+# A cited heading: `docs/design.md, "Generator size"` (the quote may wrap onto the next comment line).
+CITED_HEADING = re.compile(r"(?<![\w./:+-])([\w./+-]*\w\.md),?\s+\(?\"([^\"]{1,160})\"")
+# "issue" or "issues" (any case), then spaces, "#" or "-", then digits; also across a wrapped comment line.
+ISSUE_NUMBER = re.compile(r"\bissues?[\s#-]*\d+", re.I)
+# Projects whose trackers are public. A bare "electra" is not one of them: it is this project's name, so Google's
+# code is cited as "google-research/electra issue 39".
+EXTERNAL_PROJECTS = ("transformers", "tokenizers", "datasets", "safetensors", "PyTorch", "pytorch", "torch",
+                     "ONNX Runtime", "onnxruntime", "ONNX", "onnx", "TorchServe", "TEI", "text-embeddings-inference",
+                     "FastAPI", "uvicorn", "jieba", "pyarrow", "TensorBoard", "wandb")
+# What may stand right before "issue N": an "owner/name" repository or a named project, then optionally "'s"
+# and "GitHub" (e.g. "onnxruntime issue 11286", "TEI's GitHub issues 123").
+ISSUE_OWNER = re.compile(r"(?<![\w.-])(?:[\w.-]+/[\w.-]+|" + "|".join(re.escape(p) for p in EXTERNAL_PROJECTS) + r")"
+                         r"(?:'s)?(?:\s+GitHub)?\s*$")
+
+
+def citing_files() -> list[Path]:
+    files = [ROOT / "README.md"]
+    for folder in CITING_FOLDERS:
+        for parent, dirs, names in os.walk(ROOT / folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and not d.endswith(".egg-info"))
+            files += [Path(parent) / n for n in sorted(names) if n.endswith((".py", ".sh", ".md"))]
+    return files
+
+
+def prose(path: Path, text: str) -> str:
+    """What a reader reads as prose: all of a .md file; the comments of a .sh file; the comments and docstrings of
+    a .py file. Code (a file name a test writes, a path a script reads) is not a citation."""
+    if path.suffix == ".md":
+        return text
+    if path.suffix == ".sh":
+        return "\n".join(m.group(1) for m in re.finditer(r"(?:^|\s)#+(.*)", text, re.M))
+    parts = [t.string.lstrip("#") for t in tokenize.generate_tokens(io.StringIO(text).readline)
+             if t.type == tokenize.COMMENT]
+    parts += [doc for node in ast.walk(ast.parse(text))
+              if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+              and (doc := ast.get_docstring(node))]
+    return "\n".join(parts)
+
+
+def resolve_document(cited: str, citing: Path) -> Path | None:
+    """The repository file a cited path names, relative to the root or to the citing file's folder; None if it
+    names none (absent, outside the checkout, or in the shared data folder beside it, which is not ours)."""
+    for base in (ROOT, citing.parent):
+        target = (base / cited).resolve()
+        if (target.is_file() and target.is_relative_to(ROOT)
+                and target.relative_to(ROOT).parts[0] not in ("shared", ".git")):
+            return target
+    return None
+
+
+def missing_documents(citing: Path, text: str) -> list[str]:
+    return [cited for cited in MD_PATH.findall(prose(citing, text))
+            if cited not in EXTERNAL_DOCUMENTS and resolve_document(cited, citing) is None]
+
+
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def headings(document: Path) -> list[str]:
+    """The headings of a Markdown page and its bold paragraph leads (`**Health checks** (...)`), as one line each."""
+    text = read(document)
+    return ([squash(h) for h in re.findall(r"^#+\s+(.+)$", text, re.M)]
+            + [squash(b) for b in re.findall(r"\*\*(.+?)\*\*", text, re.S)])
+
+
+def unknown_headings(citing: Path, text: str) -> list[str]:
+    found = []
+    for cited, heading in CITED_HEADING.findall(prose(citing, text)):
+        document = resolve_document(cited, citing)
+        if document is not None and not any(h.startswith(squash(heading)) for h in headings(document)):
+            found.append(f'{cited}, "{squash(heading)}"')
+    return found
+
+
+def untraceable_issue_numbers(text: str) -> list[str]:
+    """Issue numbers not preceded by the project whose tracker holds them (comment markers of wrapped lines and
+    line breaks read as spaces)."""
+    found = []
+    for m in ISSUE_NUMBER.finditer(text):
+        before = squash(re.sub(r"\n\s*#+", " ", text[max(0, m.start() - 120):m.start()]))
+        if not ISSUE_OWNER.search(before + " "):
+            found.append(squash(text[max(0, m.start() - 30):m.end()]))
+    return found
+
+
+def test_every_document_cited_is_in_the_repository():
+    """Every `*.md` path named in the prose of the package, tests, experiments, benchmarks, docs and README exists
+    in the repository (relative to its root or to the citing file's folder). A design note kept outside the
+    checkout (a path into ../shared or an absolute one) means nothing to a reader of the repository."""
+    files = citing_files()
+    assert len(files) > 100
+    missing = {str(f.relative_to(ROOT)): m for f in files if (m := missing_documents(f, read(f)))}
+    assert not missing
+
+
+def test_every_heading_cited_is_in_its_document():
+    """A citation such as `docs/design.md, "Generator size"` names the start of a heading or of a bold paragraph
+    lead of that page."""
+    unknown = {str(f.relative_to(ROOT)): u for f in citing_files() if (u := unknown_headings(f, read(f)))}
+    assert not unknown
+
+
+def test_issue_numbers_name_their_project():
+    """This project has no public tracker: a comment or page says what a thing is, not which issue asked for it.
+    An issue number ("issue N", "Issue #N", "issues N") is allowed only right after the project whose tracker
+    holds it: an "owner/name" repository ("google-research/electra issue 39") or a project named in
+    EXTERNAL_PROJECTS ("onnxruntime issue 11286"), optionally followed by "'s" and "GitHub"."""
+    found = {str(f.relative_to(ROOT)): u for f in citing_files()
+             if str(f.relative_to(ROOT)) not in KEPT_AS_WRITTEN and (u := untraceable_issue_numbers(read(f)))}
+    assert not found
+
+
+def test_the_citation_checks_catch_bad_citations():
+    here = ROOT / "electra" / "config.py"
+    n = 21  # built at run time, so this file's own text holds no bare issue number
+    assert missing_documents(here, "# the notes (../shared/NOTES.md, part 3)\nx = 1\n") == ["../shared/NOTES.md"]
+    assert missing_documents(here, '"""See /work/shared/notes.md and docs/design.md."""\n') == ["/work/shared/notes.md"]
+    url = "https://github.com/google-research/electra/blob/master/README.md"
+    assert missing_documents(here, f"# docs/electra.md; {url}\n") == []
+    assert missing_documents(here, 'CARD = "notes.md"  # a file name in code, not a citation\n') == []
+    assert missing_documents(ROOT / "experiments" / "x.sh", "#!/bin/bash\n# results: docs/no_such_page.md\n") == [
+        "docs/no_such_page.md"]
+    assert unknown_headings(here, '# docs/design.md, "Generator size"; docs/electra.md, "Health\n# checks"\n') == []
+    assert unknown_headings(here, '# docs/design.md, "No such heading"\n') == ['docs/design.md, "No such heading"']
+    assert untraceable_issue_numbers(f"# Recipes (issue {n}): the paper's\n") == [f"# Recipes (issue {n}"]
+    assert untraceable_issue_numbers(f"Issue #{n}, part 3: x") and untraceable_issue_numbers(f"# see electra issue {n}")
+    assert untraceable_issue_numbers(f"# Small++ (google-research/electra\n# issue {n}) and onnxruntime issue {n}, "
+                                     f"TEI's GitHub issues {n}, huggingface/transformers issue #{n}") == []
+    assert untraceable_issue_numbers("an issue's target; issues with masking") == []

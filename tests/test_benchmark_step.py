@@ -1,4 +1,4 @@
-"""The speed benchmark times the product's own pre-training step (issue 24): benchmarks/bench_pretrain.py's
+"""The speed benchmark times the product's own pre-training step: benchmarks/bench_pretrain.py's
 ``OursStep`` runs electra/pretraining/step.py's ``train_step`` with ``build_optimizer``, not a copy of them."""
 
 import importlib.util

@@ -1,4 +1,4 @@
-"""CJK text through every reader and the terminal output (issue 22, part 5): Chinese, Japanese and Korean,
+"""CJK text through every reader and the terminal output: Chinese, Japanese and Korean,
 full-width punctuation, mixed scripts and a byte-order mark."""
 
 import gzip
@@ -132,7 +132,7 @@ def test_the_chinese_demo_runs_end_to_end_and_transformers_loads_its_export(tmp_
 
 
 def test_predict_writes_chinese_as_it_was_given_for_all_three_task_families(tmp_path):
-    """Issue 22, part 4: `predict` keeps CJK text, words and answer spans exactly as in the input: raw UTF-8 in
+    """`predict` keeps CJK text, words and answer spans exactly as in the input: raw UTF-8 in
     the JSONL (no \\u escapes), one tag per Chinese word, and a QA answer that is a character-exact slice of
     the Chinese context (BERT's normaliser spaces ideographs apart, so the offsets must map back through it)."""
     from toy_tasks import save_toy_model

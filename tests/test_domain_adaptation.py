@@ -1,4 +1,4 @@
-"""Continuing pre-training from released weights (issue 23, part 5): `--init` with the two folders of a hub
+"""Continuing pre-training from released weights: `--init` with the two folders of a hub
 download, and the data's tokenizer checked against the checkpoint's vocabulary token for token."""
 
 import json

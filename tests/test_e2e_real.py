@@ -1,6 +1,6 @@
 """End to end on the real shared corpus: tokenizer -> data -> 300 tiny steps -> resume -> export.
 
-The issue's acceptance run: on ../shared/data/corpus with an 8k vocabulary, `tiny` for 300 steps, the
+The acceptance run for pre-training: on ../shared/data/corpus with an 8k vocabulary, `tiny` for 300 steps, the
 generator's MLM loss falls and its accuracy rises, the discriminator's loss goes clearly below the entropy
 of its labels (it detects replacements); resuming from the
 step-150 checkpoint reproduces steps 151-300 to within 1e-5. A few minutes on 2 cores.

@@ -147,7 +147,7 @@ def test_qa_end_to_end_skips_missing_answers_and_exports(model_dir, files, tmp_p
     for r in rows:
         if r["answer"]:
             assert contexts[r["id"]][r["start"]:r["end"]] == r["answer"]  # character span into the context
-    # Issue 25: this v1.1-trained model evaluates a v2.0 file, scored as v2.0 (the file's version), with a warning
+    # A SQuAD v2.0 file is scored as v2.0 (the file's version) even by this v1.1-trained model, with a warning
     v2 = json.loads(files["qa_dev"].read_text())
     v2["version"] = "v2.0"
     v2["data"][0]["paragraphs"].append({"context": "nothing to see here .", "qas": [

@@ -1,5 +1,5 @@
 """The fused AdamW kernel that pre-training and fine-tuning build on CPU takes the same steps as torch's
-plain per-parameter AdamW (issue 5: every optimisation keeps a test against the plain path)."""
+plain per-parameter AdamW (the rule for every speed optimisation: it keeps a test against the plain path)."""
 
 import copy
 

@@ -1,4 +1,4 @@
-"""TensorBoard and W&B (issue 23, part 3): the scalars of metrics.jsonl, at their steps, once each, also after a
+"""TensorBoard and W&B: the scalars of metrics.jsonl, at their steps, once each, also after a
 stop and a resume; rank 0 only; a missing package is a one-line error."""
 
 import json

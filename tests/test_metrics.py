@@ -466,7 +466,7 @@ def test_squad_v2_equals_official_on_random_data(rows, thresh):
         assert (ours["exact"], ours["f1"]) == (off["exact_match"], off["f1"])
 
 
-# --------------------------------------------------------------------------- issue 25
+# --------------------------------------------------------------------------- edge cases: SQuAD v2.0 scoring, correlations
 
 def test_the_best_threshold_is_searched_on_the_raw_null_score_differences():
     """Two questions whose null-score differences (45, 40) a sigmoid would both round to 1.0 in float64: the

@@ -1,4 +1,4 @@
-"""Model cards (issue 23, part 4): every export and every fine-tuned model folder holds a README.md whose YAML
+"""Model cards: every export and every fine-tuned model folder holds a README.md whose YAML
 metadata parses, whose numbers are the run's own, and transformers still loads the folder."""
 
 import json

@@ -1,4 +1,4 @@
-"""The paper's ablations as options (issue 4, parts 1, 2 and 4): objectives, weight sharing, masking.
+"""The paper's ablations as options: objectives, weight sharing, masking.
 
 One test per defining rule, then every option end to end (pre-train, exact resume, export, fine-tuning source).
 """

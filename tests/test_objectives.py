@@ -1,4 +1,4 @@
-"""Unit tests of the replaced-token-detection objective (DESIGN.md §3)."""
+"""Unit tests of the replaced-token-detection objective (docs/design.md, "ELECTRA as specified")."""
 
 import dataclasses
 import math

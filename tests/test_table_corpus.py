@@ -1,4 +1,4 @@
-"""Corpus input beyond text files (issue 23, part 1): parquet, CSV/TSV and `datasets` folders build the same
+"""Corpus input beyond text files: parquet, CSV/TSV and `datasets` folders build the same
 examples as the same text in a .txt file; a wrong column lists the right ones; a missing extra is one line."""
 
 import json

@@ -1,4 +1,4 @@
-"""Task files as parquet and `datasets` folders (issue 23, part 2): the same examples as the TSV / CoNLL /
+"""Task files as parquet and `datasets` folders: the same examples as the TSV / CoNLL /
 SQuAD files, datasets' ClassLabel ints read as their names, and finetune / evaluate / predict from them."""
 
 import json

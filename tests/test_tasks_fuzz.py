@@ -23,7 +23,7 @@ def check(reader, path, data: bytes, **kwargs):
 PIECES = ["\t", "\n", "\r\n", "\r", ",", '"', "'", "{", "}", "[", "]", ":", "#", "# ", " ", "-DOCSTART-", "a",
           "text", "label", "sentence", "0", "1", "2.5", "nan", "\ufeff", "\u00e9", "\x85", "\u2028", "\x0b", "\\",
           "null", "true",
-          # CJK (issue 22): Chinese, full-width punctuation and letters, kana, Hangul, an ideographic space
+          # CJK: Chinese, full-width punctuation and letters, kana, Hangul, an ideographic space
           "中文", "，", "。", "！", "（", "）", "ＡＢ", "１２", "カタカナ", "の", "한국어", "\u3000"]
 text = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=60).map("".join)
 raw = st.binary(max_size=300)

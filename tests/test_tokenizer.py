@@ -205,7 +205,7 @@ def test_loaded_tokenizer_never_truncates(trained, tmp_path):
     assert len(tok.encode("the " * 50, add_special_tokens=False).ids) == 50
 
 
-# --------------------------------------------------------------------------- other scripts (issue 22)
+# --------------------------------------------------------------------------- other scripts: alphabet, held-out lines, casing
 
 def chinese_lines(n_lines: int = 4000, n_chars: int = 3000, length: int = 40, seed: int = 0) -> list[str]:
     """Synthetic Chinese: ``n_chars`` distinct CJK ideographs drawn with Zipfian frequencies (as characters are

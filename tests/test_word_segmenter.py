@@ -1,4 +1,4 @@
-"""Chinese whole-word masking (issue 22, part 2): `data build --word-segmenter` stores which tokens begin a word,
+"""Chinese whole-word masking: `data build --word-segmenter` stores which tokens begin a word,
 and whole_word / span masking select whole words from those flags. The gold segmentation below is ours,
 written for these tests (People's Daily style: punctuation is a word)."""
 

@@ -1,9 +1,9 @@
 """Fine-tuning: set-up -> loop -> evaluate -> keep the best. Read it top to bottom.
 
-The paper's recipe (DESIGN.md §3): AdamW, a learning rate set by model size, layer-wise learning-rate
-decay, 10% warm-up then linear decay, no weight decay, batch 32, 3 epochs. Batches are built from
-examples of similar length (length bucketing) and padded only to their longest member. The model is
-evaluated on dev every ``eval_every`` steps; the best evaluation's weights are what gets saved.
+The paper's recipe (docs/design.md, "Fine-tuning recipe"): AdamW, a learning rate set by model size,
+layer-wise learning-rate decay, 10% warm-up then linear decay, no weight decay, batch 32, 3 epochs. Batches
+are built from examples of similar length (length bucketing) and padded only to their longest member. The
+model is evaluated on dev every ``eval_every`` steps; the best evaluation's weights are what gets saved.
 
 A fine-tuning folder::
 

@@ -1,4 +1,4 @@
-"""Training algorithms (issue 4, part 3; paper §3.2, appendix F): ``train.algorithm`` joint | two_stage | adversarial.
+"""Training algorithms (paper §3.2, appendix F): ``train.algorithm`` joint | two_stage | adversarial.
 
 The losses stay in ``ElectraPretrainer.forward`` (objective.py), which runs in one of four *phases*:
 

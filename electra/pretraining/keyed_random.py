@@ -4,7 +4,8 @@ random stream.
 Everything random in pre-training goes through ``keyed_uniform``: which tokens are selected, which become
 ``[MASK]`` or a random token, the Gumbel noise of the sampler, the whole-word and span draws and the yardstick's
 replacements. An example is therefore masked and sampled the same way whatever the batch it lands in, the
-micro-batch split, the number of processes or the step a run was resumed at (DESIGN.md §5, principle 5).
+micro-batch split, the number of processes or the step a run was resumed at (docs/design.md, "Randomness keyed
+by example").
 
 Each use has its own salt, and all of them are listed here, so no two uses share one.
 """

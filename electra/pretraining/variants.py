@@ -1,4 +1,4 @@
-"""The networks and weight sharing of the paper's ablations (issue 4); the losses live in objective.py.
+"""The networks and weight sharing of the paper's ablations; the losses live in objective.py.
 
 - ``pretraining_network``: what the discriminator-sized network is for each objective. ELECTRA and
   ELECTRA 15% train a replaced-token detector (``ElectraForPreTraining``); MLM and Replace MLM train a
