@@ -12,6 +12,9 @@ hs = H / nh head size, V vocabulary, M number of selected (masked) positions.
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,10 +73,18 @@ class ElectraSelfAttention(nn.Module):
         q = self.query(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)
         k = self.key(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)
         v = self.value(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)
-        # SDPA picks flash / memory-efficient kernels where it can; attn_mask (B, 1, 1, T) is True where attended.
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
-        )  # (B, nh, T, hs)
+        if attn_mask is not None and attn_mask.is_floating_point():
+            # An additive mask (B, 1, 1, T) (0 attended, -10000 padding; ``explicit_attention``): BERT's own
+            # arithmetic, the graph ONNX Runtime's transformer optimizer fuses into its Attention operator
+            # (docs/serve.md, "ONNX"). Same result as SDPA's within float rounding.
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_size) + attn_mask  # (B, nh, T, T)
+            y = torch.matmul(F.dropout(scores.softmax(-1), self.dropout_p, self.training), v)  # (B, nh, T, hs)
+        else:
+            # SDPA picks flash / memory-efficient kernels where it can; attn_mask (B, 1, 1, T) is True where
+            # attended.
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
+            )  # (B, nh, T, hs)
         return y.transpose(1, 2).reshape(B, T, H)
 
 
@@ -145,8 +156,30 @@ def sdpa_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return attention_mask.bool()[:, None, None, :]
 
 
+def additive_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) of 1/0 -> (B, 1, 1, T) float: 0 where attended, -10000 at padding, in the exact order of operations
+    (unsqueeze, unsqueeze, cast, 1 - m, × -10000) that ONNX Runtime's attention fusion matches."""
+    return (1.0 - attention_mask.unsqueeze(1).unsqueeze(2).to(torch.float32)) * -10000.0
+
+
+@contextlib.contextmanager
+def explicit_attention(model: nn.Module):
+    """Within the block, every encoder in ``model`` attends with BERT's explicit arithmetic and an additive mask
+    instead of SDPA: the form an ONNX export needs for ONNX Runtime to fuse attention."""
+    encoders = [m for m in model.modules() if isinstance(m, ElectraModel)]
+    for m in encoders:
+        m.explicit_attention = True
+    try:
+        yield model
+    finally:
+        for m in encoders:
+            m.explicit_attention = False
+
+
 class ElectraModel(nn.Module):
     """Embeddings (+ projection to the hidden size when factorised) and the encoder stack."""
+
+    explicit_attention = False  # set by ``explicit_attention``
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -160,6 +193,10 @@ class ElectraModel(nn.Module):
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)  # (B, T, E) -> (B, T, H)
+        if self.explicit_attention:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            return self.encoder(x, additive_mask(attention_mask))  # (B, T, H)
         return self.encoder(x, sdpa_mask(attention_mask))  # (B, T, H)
 
 

@@ -103,3 +103,29 @@ def test_task_heads_same_names_and_logits_as_transformers(head, hf_name, num_lab
         if x.dim() >= 2 and x.shape[1] == real.shape[1]:  # per-token outputs: padding positions are undefined
             x, y = x[real], y[real]
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+def test_explicit_attention_gives_the_sdpa_result_and_is_undone_after():
+    """The explicit form (additive mask, matmul-softmax-matmul) that ONNX exports use: same outputs as SDPA on the
+    real tokens of padded rows, and every encoder is back on SDPA after the block."""
+    from electra.model import ElectraForSequenceClassification, ElectraForTokenClassification, explicit_attention
+
+    torch.manual_seed(3)
+    ids, attn, types = _inputs()
+    real = attn.bool()
+    for model in (ElectraForSequenceClassification(CFG, 3).eval(), ElectraForTokenClassification(CFG, 5).eval()):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.3)
+            sdpa = model(ids, attn, types)
+            with explicit_attention(model):
+                assert model.electra.explicit_attention
+                explicit = model(ids, attn, types)
+                unmasked = model(ids, None, types)
+            again = model(ids, attn, types)
+        if sdpa.dim() == 3:
+            sdpa, explicit, again = sdpa[real], explicit[real], again[real]
+        torch.testing.assert_close(explicit, sdpa, atol=1e-5, rtol=1e-4)
+        assert not model.electra.explicit_attention and torch.equal(again, sdpa)
+        assert unmasked.shape == model(ids, None, types).shape
+        torch.testing.assert_close(unmasked, model(ids, None, types), atol=1e-5, rtol=1e-4)

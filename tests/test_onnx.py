@@ -163,6 +163,22 @@ def test_a_missing_extra_is_one_line(models, tmp_path, monkeypatch):
         electra.load(models["classification"]["onnx"])
 
 
+@pytest.mark.parametrize("task", ["classification", "tagging", "qa"])
+def test_onnxruntime_fuses_attention_and_layer_norms_in_the_export(models, task):
+    """Every layer's attention is one of ONNX Runtime's Attention operators in model.onnx (with the raw 2-D mask),
+    and onnx.json records what was fused."""
+    import onnx
+
+    layers = electra.load(models[task]["ft"]).model.config.num_hidden_layers
+    graph = onnx.load(str(models[task]["onnx"] / "model.onnx")).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("Attention") == layers and "Softmax" not in ops
+    assert ops.count("SkipLayerNormalization") >= 2 * layers  # (and the embeddings' sum)
+    fused = models[task]["record"]["fused"]
+    assert fused["Attention"] == layers and fused["SkipLayerNormalization"] == ops.count("SkipLayerNormalization")
+    assert json.loads((models[task]["onnx"] / "onnx.json").read_text())["fused"] == fused
+
+
 def test_outputs_keep_their_dynamic_axes(models):
     import onnxruntime as ort
 

@@ -341,6 +341,41 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(models
     assert "Traceback" not in err
 
 
+def test_workers_share_the_port_add_up_their_metrics_and_stop_on_sigterm(models):
+    """--workers 2: two processes answer on one port with the same rows as predict; /metrics, whichever worker
+    answers it, counts every worker's requests; SIGTERM stops them all with exit 0."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "electra", "serve", str(models["classification"]), "--port",
+                             str(port), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pids, deadline = set(), time.monotonic() + 90
+        while len(pids) < 2:  # each request on a new connection: the kernel hands them to either worker
+            assert time.monotonic() < deadline and proc.poll() is None, "two workers not answering in time"
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    pids.add(httpx.get(url + "/info", timeout=2).json()["pid"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert proc.pid not in pids
+        texts = [f"a {'great' if i % 2 else 'dull'} film number {i}" for i in range(40)]
+        answers = concurrent_answers(url, [{"inputs": [t]} for t in texts])
+        assert [r.status_code for r in answers] == [200] * len(texts)
+        same_rows([r.json()["predictions"][0] for r in answers], electra.load(models["classification"]).predict(texts))
+        for _ in range(4):  # on new connections: more than one worker renders, each the same sums
+            text = httpx.get(url + "/metrics", timeout=5).text
+            assert re.search(r'^electra_requests_total\{route="/v1/predict",status="200"\} 40\.0$', text, re.M), text
+            assert float(re.search(r"^electra_inputs_total (\S+)", text, re.M).group(1)) == 40.0
+            assert re.search(r"^electra_ready 1\.0", text, re.M)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read()
+
+
 def run_serve(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "electra", "serve", *map(str, args)], capture_output=True,
                           text=True, timeout=60)

@@ -24,6 +24,7 @@ from electra.errors import UserError
 from electra.finetuning.finetune import evaluate
 from electra.finetuning.predict import load_finetuned, resolve_finetuned
 from electra.interop.onnx_model import INPUT_NAMES, INT8_FILE, ONNX_FILE, ONNX_META, OnnxModel, need_onnx, output_names
+from electra.model import explicit_attention
 from electra.runtime.files import (AtomicDir, claim_output_folder, copy_file, mark_owned, write_bytes, write_json,
                                    write_text)
 
@@ -98,7 +99,7 @@ def _export_graph(model, task_name: str, max_len: int, path: Path) -> int | None
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max_len)
     shapes = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
     try:
-        with _quiet():
+        with _quiet(), explicit_attention(model):
             program = torch.onnx.export(model, (ids, mask, types), dynamo=True, input_names=list(INPUT_NAMES),
                                         output_names=list(output_names(task_name)), dynamic_shapes=shapes,
                                         verbose=False)
@@ -107,8 +108,47 @@ def _export_graph(model, task_name: str, max_len: int, path: Path) -> int | None
     proto = program.model_proto
     for node in proto.graph.node:  # the exporter's per-node provenance (Python stack traces, FX names): not needed
         del node.metadata_props[:]
+    _split_mask_unsqueeze(proto)
     write_bytes(path, proto.SerializeToString())
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+
+
+def _split_mask_unsqueeze(proto) -> None:
+    """The exporter's optimiser merges ``additive_mask``'s two unsqueezes of ``attention_mask`` into one node with
+    axes [1, 2]; ONNX Runtime's attention fusion matches two. Split it back (same result)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Unsqueeze" and node.input[0] == INPUT_NAMES[1] and len(node.input) == 2 \
+                and constants.get(node.input[1]) is not None and constants[node.input[1]].tolist() == [1, 2]:
+            first, second = f"{node.name}_axis1", f"{node.name}_axis2"
+            graph.initializer.extend([helper.make_tensor(first, TensorProto.INT64, [1], [1]),
+                                      helper.make_tensor(second, TensorProto.INT64, [1], [2])])
+            nodes += [helper.make_node("Unsqueeze", [node.input[0], first], [f"{node.name}_mid"], first),
+                      helper.make_node("Unsqueeze", [f"{node.name}_mid", second], list(node.output), second)]
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _fuse_for_onnxruntime(path: Path, config) -> dict[str, int]:
+    """ONNX Runtime's transformer optimizer on the exported graph, in place: BERT's attention (with the raw 2-D
+    mask, so any padding works), bias + GELU and residual + LayerNorm each become one of its fused operators
+    (the com.microsoft domain; the graph then runs on ONNX Runtime only). Returns how many of each it made."""
+    from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.attention_mask_format = AttentionMaskFormat.AttentionMask
+    with _quiet():
+        optimized = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+                                   hidden_size=config.hidden_size, opt_level=0, optimization_options=options)
+    write_bytes(path, optimized.model.SerializeToString())
+    return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
 
 
 def _quantize(fp32: Path, int8: Path) -> None:
@@ -188,6 +228,7 @@ def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False, dev
                               "parity_sample": sample_text, "parity_tolerance": PARITY_TOLERANCE}
     with AtomicDir(out) as tmp:
         record["opset"] = _export_graph(model, task.name, max_len, tmp / ONNX_FILE)
+        record["fused"] = _fuse_for_onnxruntime(tmp / ONNX_FILE, model.config)
         fp32 = OnnxModel(tmp / ONNX_FILE, model.config, task.name)
         parity = max_difference(model, fp32, sample, pad)
         if max(parity.values()) > PARITY_TOLERANCE:

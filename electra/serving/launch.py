@@ -8,13 +8,14 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from electra.errors import UserError
 from electra.serving.options import ENV_VAR, ServeOptions, read_api_key
-from electra.serving.telemetry import log_setup
+from electra.serving.telemetry import MULTIPROCESS_DIR, log_setup
 
 log = logging.getLogger("electra.serve")
 
@@ -106,6 +107,11 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, api_key_file: s
                                       **{k: v for k, v in dataclasses.asdict(opts).items()
                                          if k not in ("host", "port")}})
     log.info("serving %s on http://%s:%d with %d workers", folder, opts.host, opts.port, opts.workers)
-    with _Signals():
-        uvicorn.run("electra.serving.server:app_from_env", factory=True, host=opts.host, port=opts.port,
-                    workers=opts.workers, **uv)
+    # The workers' metrics meet in a fresh folder (electra/serving/telemetry.py), removed when they have stopped.
+    with tempfile.TemporaryDirectory(prefix="electra-serve-metrics-") as metrics_dir, _Signals():
+        os.environ[MULTIPROCESS_DIR] = metrics_dir
+        try:
+            uvicorn.run("electra.serving.server:app_from_env", factory=True, host=opts.host, port=opts.port,
+                        workers=opts.workers, **uv)
+        finally:
+            os.environ.pop(MULTIPROCESS_DIR, None)

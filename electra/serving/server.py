@@ -29,6 +29,7 @@ from electra.errors import UserError
 from electra.serving.batcher import Batcher
 from electra.serving.options import ENV_VAR, ServeOptions, read_api_key
 from electra.serving.telemetry import CONTENT_TYPE_LATEST, Telemetry, log_setup
+from electra.version import __version__
 
 log = logging.getLogger("electra.serve")
 
@@ -369,8 +370,6 @@ def create_app(model: Any, options: ServeOptions | Mapping[str, Any] | None = No
     """The service's FastAPI app for ``model`` (a fine-tuned folder, an export-onnx folder or electra.load's
     result). ``options``: a ServeOptions or a dict of its fields (keywords too). The batcher starts, and the
     model is warmed up, when the app starts (its lifespan); /ready answers 503 until then."""
-    import electra
-
     opts = ServeOptions.of(options, **more)
     model = load_model(model)
     telemetry = Telemetry()
@@ -386,8 +385,9 @@ def create_app(model: Any, options: ServeOptions | Mapping[str, Any] | None = No
             service.ready = False
             telemetry.ready.set(0)
             await run_in_threadpool(service.batcher.stop, opts.request_timeout + 5)
+            telemetry.close()
 
-    app = FastAPI(title="electra serve", version=electra.__version__, lifespan=lifespan,
+    app = FastAPI(title="electra serve", version=__version__, lifespan=lifespan,
                   description="Predictions of a fine-tuned ELECTRA model, batched dynamically (docs/serve.md).")
     app.state.service = service
 
@@ -450,10 +450,10 @@ def create_app(model: Any, options: ServeOptions | Mapping[str, Any] | None = No
     async def info():
         task = service.task
         return {"task": task.name, "labels": list(task.labels), "max_seq_length": service.max_len,
-                "backend": service.backend, "version": electra.__version__,
+                "backend": service.backend, "version": __version__,
                 "model": Path(model.folder).name if getattr(model, "folder", None) else None,
                 "qa_options": dict(getattr(task, "qa_options", None) or {}) if task.name == "qa" else None,
-                "limits": opts.limits(), "workers": opts.workers}
+                "limits": opts.limits(), "workers": opts.workers, "pid": os.getpid()}
 
     @app.get("/metrics", summary="Prometheus metrics (text format)")
     async def metrics():
