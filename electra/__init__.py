@@ -7,8 +7,7 @@ command's verbs as functions; they raise
 """
 
 from electra.errors import Stopped, UserError
-
-__version__ = "0.1.0"
+from electra.version import __version__
 
 _API = ("train_tokenizer", "build_data", "pretrain", "export", "finetune", "export_onnx", "load", "serve",
         "FineTunedModel", "Discriminator")

@@ -92,7 +92,7 @@ def export(run: str | Path, out: str | Path, *, step: int | None = None, best: b
            overwrite: bool = False) -> tuple[Path, Path | None]:
     """`electra export`: transformers folders (discriminator, generator or None) from a run's checkpoint.
     ``overwrite``: replace OUT/discriminator and OUT/generator even if electra did not write them."""
-    from electra.interop.hf import export_run
+    from electra.pretraining.export import export_run
     from electra.runtime.checkpoint import chosen_checkpoint
 
     return export_run(Path(run), Path(out), chosen_checkpoint(Path(run), step, best), overwrite=overwrite)

@@ -77,7 +77,7 @@ def cmd_pretrain(args) -> None:
 
 def cmd_export(args) -> None:
     """Write Hugging Face transformers folders (discriminator/ and generator/) from a pre-training run."""
-    from electra.interop.hf import export_run
+    from electra.pretraining.export import export_run
     from electra.runtime.checkpoint import chosen_checkpoint
     from electra.runtime.files import read_json_file
 
@@ -225,7 +225,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from electra import __version__
+    from electra.version import __version__
     from electra.config import PRESETS, RECIPES
 
     fmt = argparse.ArgumentDefaultsHelpFormatter

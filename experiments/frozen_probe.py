@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from electra.data.readers import read_classification
 from electra.data.tokenizer import load_tokenizer
-from electra.interop.hf import load_encoder_source
+from electra.pretraining.export import load_encoder_source
 from electra.model import ElectraForSequenceClassification
 
 

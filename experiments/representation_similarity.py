@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from electra.data.tokenizer import load_tokenizer
-from electra.interop.hf import load_encoder_source
+from electra.pretraining.export import load_encoder_source
 from electra.model import ElectraForSequenceClassification
 
 

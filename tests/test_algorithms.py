@@ -17,7 +17,7 @@ from torch import nn
 
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.interop.hf import export_run, load_encoder_source
+from electra.pretraining.export import export_run, load_encoder_source
 from electra.pretraining.algorithms import (RewardBaseline, algorithm_state, init_discriminator_from_generator,
                                             load_algorithm_state, phase_at, schedule_position)
 from electra.pretraining.masking import mask_batch

@@ -61,6 +61,39 @@ def test_imports_run_one_way():
     assert find_cycle(import_graph()) is None
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph seen from above: electra.pretraining.step -> electra.pretraining, and so on; a top-level
+    module is its own node. Edges inside one package are dropped."""
+    def package(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(package(module), set()).update(package(t) for t in targets)
+    return {p: targets - {p} for p, targets in packages.items()}
+
+
+def test_packages_import_one_way_and_nothing_inside_imports_the_package_root():
+    """No two packages import each other, through any path; and no module imports ``electra`` itself (the root's
+    lazy attributes import the API, so a module inside that did would go round through it)."""
+    graph = import_graph()
+    assert find_cycle(package_graph(graph)) is None
+    for module, path in module_names().items():
+        if module == "electra":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            root = (isinstance(node, ast.ImportFrom) and node.module == "electra" and node.level == 0) or \
+                (isinstance(node, ast.Import) and any(a.name == "electra" for a in node.names))
+            assert not root, f"{path.relative_to(ROOT)}:{node.lineno} imports the package root"
+
+
+def test_the_package_graph_sees_a_circle_between_packages():
+    modules = {"electra.interop.hf": {"electra.pretraining.objective"}, "electra.pretraining.objective": set(),
+               "electra.pretraining.setup": {"electra.interop.hf"}, "electra.interop.card": set()}
+    assert find_cycle(modules) is None  # no module cycle ...
+    assert find_cycle(package_graph(modules)) == ["electra.interop", "electra.pretraining", "electra.interop"]
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
@@ -71,7 +104,8 @@ def test_no_two_modules_share_a_name_and_the_top_level_is_small():
     names = [p.name for p in files]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "api.py", "cli.py", "config.py", "errors.py", "model.py", "study.py"]
+    assert top == ["__init__.py", "__main__.py", "api.py", "cli.py", "config.py", "errors.py", "model.py", "study.py",
+                   "version.py"]
     for package in [p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]:
         doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert doc, f"{package.name}/__init__.py says what the package holds"
@@ -234,3 +268,12 @@ def test_the_citation_checks_catch_bad_citations():
     assert untraceable_issue_numbers(f"# Small++ (google-research/electra\n# issue {n}) and onnxruntime issue {n}, "
                                      f"TEI's GitHub issues {n}, huggingface/transformers issue #{n}") == []
     assert untraceable_issue_numbers("an issue's target; issues with masking") == []
+
+
+def test_the_version_is_pyprojects():
+    import tomllib
+
+    from electra.version import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert __version__ == project["version"]

@@ -14,7 +14,7 @@ from synthetic import SMALL_RUN
 from electra.data.corpus import build_dataset
 from electra.data.tokenizer import train_tokenizer
 from electra.errors import UserError
-from electra.interop.hf import export_run
+from electra.pretraining.export import export_run
 from electra.pretraining.pretrain import pretrain
 from electra.runtime.checkpoint import latest_checkpoint
 

@@ -6,7 +6,7 @@ from synthetic import SMALL_RUN, make_data_dir
 
 from electra.config import apply_overrides, preset_config
 from electra.errors import UserError
-from electra.interop.hf import export_run
+from electra.pretraining.export import export_run
 from electra.model import ElectraForPreTraining
 from electra.pretraining.local_init import init_local_attention
 from electra.pretraining.pretrain import pretrain

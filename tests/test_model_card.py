@@ -8,7 +8,7 @@ from synthetic import SMALL_RUN, make_data_dir
 from toy_tasks import save_toy_model, write_sst
 
 from electra.finetuning.finetune import finetune
-from electra.interop.hf import export_run
+from electra.pretraining.export import export_run
 from electra.pretraining.plots import plot_run
 from electra.pretraining.pretrain import pretrain
 

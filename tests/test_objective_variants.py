@@ -15,7 +15,8 @@ from synthetic import SPECIAL_IDS, make_data_dir
 
 from electra.config import ModelConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.interop.hf import export_run, load_encoder_source, load_hf_state, load_pretrainer_from_hf
+from electra.interop.hf import load_hf_state
+from electra.pretraining.export import export_run, load_encoder_source, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
 from electra.pretraining.keyed_random import keyed_uniform
 from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, continuation_flags,

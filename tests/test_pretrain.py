@@ -11,7 +11,8 @@ from synthetic import make_data_dir
 
 from electra.cli import main
 from electra.errors import UserError
-from electra.interop.hf import export_run, load_hf_model
+from electra.interop.hf import load_hf_model
+from electra.pretraining.export import export_run
 from electra.pretraining.pretrain import pretrain
 from electra.runtime.checkpoint import checkpoint_dirs
 

@@ -14,7 +14,7 @@ from faults import disk_fills_at, mounted_tmpfs
 from synthetic import SMALL_RUN, make_data_dir
 
 from electra.cli import main
-from electra.interop.hf import export_run
+from electra.pretraining.export import export_run
 from electra.pretraining.pretrain import pretrain
 from electra.runtime.checkpoint import checkpoint_dirs
 

@@ -85,7 +85,7 @@ def run_demo(out: Path, corpus: list[str] | None = None, max_steps: int | None =
     from electra.data.corpus import build_dataset
     from electra.data.tokenizer import describe_tokenizer_report, tokenizer_report, train_tokenizer
     from electra.demo.downloads import demo_tasks, fetch_demo_corpus, sources_for
-    from electra.interop.hf import export_run
+    from electra.pretraining.export import export_run
     from electra.pretraining.plots import plot_run
     from electra.pretraining.pretrain import pretrain
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from electra import __version__
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
 from electra.data.loader import PretrainingData
 from electra.errors import UserError
-from electra.interop.hf import check_init_vocabulary, hf_pair_folders, init_config_from_hf, load_pretrainer_from_hf
+from electra.interop.hf import hf_pair_folders
 from electra.pretraining.algorithms import load_algorithm_state
 from electra.pretraining.evaluation import has_binary_discriminator
+from electra.pretraining.export import check_init_vocabulary, init_config_from_hf, load_pretrainer_from_hf
 from electra.pretraining.flops import steps_for_budget
 from electra.pretraining.health import HealthMonitor
 from electra.pretraining.local_init import init_local_attention
@@ -27,6 +27,7 @@ from electra.runtime.checkpoint import (checkpoint_dirs, latest_good_checkpoint,
 from electra.runtime.device import fused_adamw
 from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize
 from electra.runtime.files import AtomicDir, claim_output_folder, copy_tree, mark_owned, write_json
+from electra.version import __version__
 
 
 def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
