@@ -6,7 +6,7 @@
 
 One invocation measures, per configuration ``preset:BATCHxLENGTH``:
 
-* ``ours``: random tokens -> ``mask_batch`` -> the product's ``train_step`` (electra/pretraining/step.py:
+* ``ours``: random tokens -> ``mask_batch`` -> the product's ``train_step(run, mb)`` (electra/pretraining/step.py:
   ``ElectraPretrainer`` under autocast (bf16 on CUDA, fp32 on CPU) -> backward -> clip_grad_norm -> the
   non-finite check -> AdamW from ``build_optimizer`` -> zero_grad), the very function the training loop
   runs; ``ours+compile`` the same with the model under ``torch.compile`` (on CUDA by default,
@@ -58,11 +58,11 @@ from electra.pretraining.masking import mask_batch, max_selected  # noqa: E402
 from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
 from electra.pretraining.replaced_tokens import gumbel_sample  # noqa: E402
 
-from electra.pretraining.setup import build_optimizer, parameter_groups  # noqa: E402
+from electra.pretraining.schedule import learning_rate  # noqa: E402
+from electra.pretraining.setup import Run, build_optimizer, parameter_groups  # noqa: E402
 from electra.pretraining.stats import STAT_NAMES  # noqa: E402
-from electra.pretraining.step import learning_rate, train_step  # noqa: E402
+from electra.pretraining.step import train_step  # noqa: E402
 from electra.runtime.device import autocast_for, fused_adamw  # noqa: E402
-from electra.runtime.distributed import Dist  # noqa: E402
 
 VOCAB = 30522
 SPECIAL = {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}  # BERT's uncased vocabulary
@@ -143,26 +143,23 @@ def state_bytes(module: nn.Module, optimizer: torch.optim.Optimizer | None) -> i
 # --------------------------------------------------------------------------- the pre-training steps
 
 class OursStep:
-    """Our step: the product's own ``train_step`` (electra/pretraining/step.py, as the training loop runs it, one
-    process, one micro-batch) with the product's optimiser (``build_optimizer``) and learning-rate schedule."""
+    """Our step: the product's own ``train_step(run, mb)`` (electra/pretraining/step.py, as the training loop runs
+    it: the step's learning rate, phase and dropout seed, one process, one micro-batch) on a ``Run`` of the
+    product's optimiser (``build_optimizer``)."""
 
     def __init__(self, cfg: PretrainConfig, device: torch.device, autocast, model: ElectraPretrainer,
                  compile: bool = False):
         self.cfg, self.device, self.autocast = cfg, device, autocast
         self.model = model.to(device)
-        self.optimizer = build_optimizer(self.model, cfg.train, device)
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.fn = torch.compile(self.model) if compile else self.model  # as build_training does for train.compile
-        self.step_idx = 0
+        fn = torch.compile(self.model) if compile else self.model  # as build_training does for train.compile
+        self.run = Run(cfg=cfg, model=self.model, step_fn=fn, optimizer=build_optimizer(self.model, cfg.train, device),
+                       device=device, autocast=autocast)
+        self.optimizer = self.run.optimizer
 
     def __call__(self, batch: Batch) -> torch.Tensor:
-        t = self.cfg.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step_idx, t)
-        mb = masked(batch, self.cfg, self.step_idx)
-        stats, _, _, _ = train_step(self.model, self.fn, self.optimizer, self.params, mb, t, Dist(), 1,
-                                    self.autocast, self.device)
-        self.step_idx += 1
+        t, step = self.cfg.train, self.run.step
+        stats = train_step(self.run, masked(batch, self.cfg, step)).stats
+        self.run.state["step"] = step + 1
         s = dict(zip(STAT_NAMES, stats))  # the step's loss, MLM + λ·disc, from its sums (no host sync)
         return s["mlm_loss_sum"] / s["num_selected"] + t.disc_weight * s["disc_loss_sum"] / s["disc_terms"]
 

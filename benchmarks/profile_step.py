@@ -18,10 +18,10 @@ from synthetic import make_data_dir  # noqa: E402
 from electra.config import preset_config  # noqa: E402
 from electra.data.loader import BatchStream, PretrainingData  # noqa: E402
 from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
-from electra.pretraining.setup import build_optimizer  # noqa: E402
-from electra.pretraining.step import masked_on_device, train_step  # noqa: E402
+from electra.pretraining.masking import masked_on_device  # noqa: E402
+from electra.pretraining.setup import Run, build_optimizer  # noqa: E402
+from electra.pretraining.step import train_step  # noqa: E402
 from electra.runtime.device import autocast_for  # noqa: E402
-from electra.runtime.distributed import Dist  # noqa: E402
 
 
 def sync(device):
@@ -51,11 +51,10 @@ def main() -> None:
     model = ElectraPretrainer(cfg.model, cfg.generator_model_config()).to(device)
     opt = build_optimizer(model, t, device)
     autocast = autocast_for(device, "auto")
-    params = [p for g in opt.param_groups for p in g["params"]]
 
     def step(fn, batch):  # the training loop's own step (electra/pretraining/step.py)
-        mb = masked_on_device(batch, data.special_ids, t, device)
-        return train_step(model, fn, opt, params, mb, t, Dist(), 1, autocast, device)[0]
+        run = Run(cfg=cfg, model=model, step_fn=fn, optimizer=opt, device=device, autocast=autocast)
+        return train_step(run, masked_on_device(batch, data.special_ids, t, device)).stats
 
     variants = [("eager", model)] + ([("compiled", torch.compile(model))] if args.compile else [])
     for name, fn in variants:

@@ -250,6 +250,11 @@ class TrainConfig:
         """BERT's 80/10/10 for the masked LM's input, instead of ELECTRA's mask_token_prob [MASK], rest kept."""
         return self.corruption == "bert" or (self.corruption == "auto" and self.objective == "mlm")
 
+    def trains_detector(self) -> bool:
+        """Whether the run trains a replaced-token detector (a binary discriminator, which the held-out yardstick
+        scores); the masked-LM objectives do not."""
+        return self.objective in ("electra", "electra15", "hybrid")
+
     def validate(self) -> None:
         check_types(self, "train.")
         check_precision_and_device(self.precision, self.device, "train.")

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from electra.data.loader import PretrainingData
-from electra.pretraining.evaluation import evaluate, has_binary_discriminator
+from electra.pretraining.evaluation import evaluate
 from electra.pretraining.setup import build_model, build_selector, noise_for, tokenizer_for
-from electra.pretraining.yardstick import yardstick_distributions
+from electra.data.loader import token_distributions
 from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
 from electra.runtime.device import autocast_for
 
@@ -37,7 +37,7 @@ def main() -> None:
     model = build_model(cfg)
     state = load_checkpoint(ckpt, model, None, device)
     select, _ = build_selector(cfg, tokenizer_for(data, a.run), device)
-    yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
+    yardstick = token_distributions(data) if cfg.train.trains_detector() else None
     stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select, yardstick,
                      noise_for(cfg, yardstick, device))
     print(json.dumps({"checkpoint": str(ckpt), "step": state["step"], **stats}, indent=1))

@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import preset_config
-from electra.data.loader import BatchStream, PretrainingData, cut_into_windows
+from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, token_distributions
 from electra.model import ElectraForPreTraining
 from electra.pretraining.keyed_random import fold64, keyed_uniform
 from electra.pretraining.masking import candidate_mask, select_positions
+from electra.pretraining.schedule import learning_rate
 from electra.pretraining.setup import build_optimizer
-from electra.pretraining.step import learning_rate
-from electra.pretraining.yardstick import yardstick_aucs, yardstick_distributions
+from electra.pretraining.yardstick import yardstick_aucs
 
 
 def ppmi_embeddings(data, dim: int, window: int = 2, max_examples: int = 20000) -> torch.Tensor:
@@ -101,7 +101,7 @@ def main() -> None:
         mlm_bias = torch.nn.Parameter(torch.zeros(data.vocab_size))
         model.mlm_head, model.mlm_bias = mlm_head, mlm_bias  # registered: the optimiser sees them
     optimizer = build_optimizer(model, cfg.train, torch.device("cpu"))
-    dists = yardstick_distributions(data)
+    dists = token_distributions(data)
     cdf = dists["unigram"].cumsum(0)
     stream = BatchStream(data, a.batch, 0, a.seed)
     t0 = time.perf_counter()

@@ -87,6 +87,24 @@ def test_packages_import_one_way_and_nothing_inside_imports_the_package_root():
             assert not root, f"{path.relative_to(ROOT)}:{node.lineno} imports the package root"
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_training_never_imports_a_measuring_instrument():
+    """The step and what builds it (setup, the objective, masking) reach neither the held-out yardstick nor the
+    held-out evaluation: they measure training, training does not depend on them."""
+    graph = import_graph()
+    for module in ("electra.pretraining.step", "electra.pretraining.setup", "electra.pretraining.objective",
+                   "electra.pretraining.masking"):
+        assert not reachable(graph, module) & {"electra.pretraining.yardstick", "electra.pretraining.evaluation"}, module
+
+
 def test_the_package_graph_sees_a_circle_between_packages():
     modules = {"electra.interop.hf": {"electra.pretraining.objective"}, "electra.pretraining.objective": set(),
                "electra.pretraining.setup": {"electra.interop.hf"}, "electra.interop.card": set()}

@@ -8,12 +8,12 @@ import pytest
 import torch
 from synthetic import SMALL_RUN, SPECIAL_IDS, make_data_dir
 
-from electra.data.loader import PretrainingData, eval_batches
 from electra.pretraining.detection import binary_auc, label_entropy
 from electra.pretraining.masking import candidate_mask
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.yardstick import (YARDSTICK_MASK_PROB, uniform_distribution, unigram_distribution,
-                                           yardstick_aucs, yardstick_corruption, yardstick_distributions)
+from electra.data.loader import (PretrainingData, eval_batches, token_distributions, uniform_distribution,
+                                 unigram_distribution)
+from electra.pretraining.yardstick import YARDSTICK_MASK_PROB, yardstick_aucs, yardstick_corruption
 
 
 def _pairwise_auc(scores, labels):
@@ -118,7 +118,7 @@ def _zipf_data_dir(path):
 def test_yardstick_rewards_token_identity_on_uniform_draws_and_only_context_on_unigram_draws(tmp_path):
     # A Zipf-like toy corpus: the scorer "rarer is more suspicious" knows frequencies and nothing else.
     data = PretrainingData(_zipf_data_dir(tmp_path / "zipf"))
-    dists = yardstick_distributions(data)
+    dists = token_distributions(data)
     rarity = -torch.log(dists["unigram"].float() + 1e-9)
     aucs = yardstick_aucs(_Scorer(rarity), data, dists, torch.device("cpu"), 32, torch.autograd.grad_mode.no_grad)
     assert aucs["eval_uniform_auc"] > 0.8  # uniform draws are mostly ids the held-out text rarely has
@@ -150,7 +150,7 @@ def test_training_and_eval_records_carry_auc_margin_and_the_yardstick(tmp_path):
     model = build_model(cfg)
     load_checkpoint(latest_checkpoint(run), model, None, torch.device("cpu"))
     data = PretrainingData(data_dir)
-    dists = yardstick_distributions(data)
+    dists = token_distributions(data)
     first = evaluate(model, data, cfg, torch.device("cpu"), autocast_for(torch.device("cpu"), "fp32"), None, dists)
     cfg.train.seed += 1
     second = evaluate(model, data, cfg, torch.device("cpu"), autocast_for(torch.device("cpu"), "fp32"), None, dists)

@@ -112,7 +112,7 @@ def test_mlm_corruption_is_80_10_10():
     ("electra", "bert", 0.80, 0.10), ("mlm", "electra", 0.85, 0.0)])
 def test_train_corruption_picks_the_masked_lm_input(objective, corruption, masked, random_share):
     from electra.config import TrainConfig
-    from electra.pretraining.step import masked_on_device
+    from electra.pretraining.masking import masked_on_device
     ids, attn, types, _ = _batch(B=1024, T=64)
     batch = {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "keys": torch.arange(1024)}
     t = TrainConfig(objective=objective, corruption=corruption)

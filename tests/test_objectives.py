@@ -14,7 +14,7 @@ from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.replaced_tokens import gumbel_sample, replaced_labels
 from electra.pretraining.setup import parameter_groups
 from electra.pretraining.stats import summarise_stats
-from electra.pretraining.step import learning_rate
+from electra.pretraining.schedule import learning_rate
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

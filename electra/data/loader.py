@@ -24,6 +24,7 @@ FORMAT = "electra-pretraining-data"
 # Evaluation examples get keys far beyond any training stream position, so their masks never
 # coincide with a training example's.
 EVAL_KEY_OFFSET = 1 << 48
+UNIGRAM_SAMPLE_EXAMPLES = 20_000  # training examples, evenly spread, that the unigram counts come from
 
 
 class PretrainingData:
@@ -228,3 +229,33 @@ def eval_batches(data: PretrainingData, num_examples: int, batch_size: int):
         idx = np.arange(start, min(n, start + batch_size))
         ids, types = data.examples(split, idx)
         yield to_batch(ids, types, idx + EVAL_KEY_OFFSET, data.special_ids["pad"], data.word_starts(split, idx))
+
+
+# --------------------------------------------------------------------------- token distributions
+
+def unigram_distribution(data: PretrainingData, special_ids: dict[str, int]) -> torch.Tensor:
+    """(V,) float64 token frequencies of the training split (special tokens excluded), from up to
+    UNIGRAM_SAMPLE_EXAMPLES examples spread evenly over it: the same for every run on the same data."""
+    n = data.num_examples("train")
+    idx = np.unique(np.linspace(0, n - 1, min(n, UNIGRAM_SAMPLE_EXAMPLES)).astype(np.int64))
+    counts = np.zeros(data.vocab_size, dtype=np.float64)
+    for start in range(0, len(idx), 4096):
+        ids, _ = data.examples("train", idx[start:start + 4096])
+        counts += np.bincount(ids.ravel(), minlength=data.vocab_size)[:data.vocab_size]
+    counts[list(special_ids.values())] = 0
+    return torch.from_numpy(counts / max(1.0, counts.sum()))
+
+
+def uniform_distribution(vocab_size: int, special_ids: dict[str, int]) -> torch.Tensor:
+    """(V,) every non-special id equally likely."""
+    p = torch.ones(vocab_size, dtype=torch.float64)
+    p[list(special_ids.values())] = 0
+    return p / p.sum()
+
+
+def token_distributions(data: PretrainingData) -> dict[str, torch.Tensor]:
+    """Two (V,) float64 token distributions of a data folder: ``unigram`` (the training data's token
+    frequencies) and ``uniform`` (every non-special id alike). The hybrid objective draws its replacements from
+    one (``train.noise``); the held-out yardstick corrupts with both."""
+    return {"unigram": unigram_distribution(data, data.special_ids),
+            "uniform": uniform_distribution(data.vocab_size, data.special_ids)}

@@ -16,7 +16,7 @@ config.json when the run is created). The switch is a function of the step index
 (0-based) ``init_discriminator_from_generator`` copies the generator's encoder into the discriminator. A
 checkpoint saved at step n was taken before the copy (it happens on resume); one saved after it holds the
 copied-then-trained discriminator, and no copy happens on resume. Each stage has its own learning-rate schedule
-(``schedule_position``): warm-up and linear decay over stage one, then again over stage two, as two runs would.
+(schedule.py's ``schedule_position``): warm-up and linear decay over stage one, then again over stage two, as two runs would.
 
 The adversarial baseline (``RewardBaseline``) is a bias-corrected moving average of the mean reward per step, a
 buffer outside the state dict (so checkpoints and exports stay plain networks); the run keeps it in the
@@ -26,14 +26,12 @@ checkpoint's state.json (``algorithm_state`` / ``load_algorithm_state``), so res
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from electra.config import TrainConfig
 from electra.pretraining.masking import MaskedBatch
 from electra.pretraining.stats import generator_sums, stack_stats
 from electra.pretraining.variants import GradientDisentangledEmbedding
@@ -41,27 +39,6 @@ from electra.pretraining.variants import GradientDisentangledEmbedding
 PHASES = ("joint", "generator", "discriminator", "adversarial")
 # Decay of the moving average that baselines the REINFORCE reward (~ the last 100 steps).
 REWARD_BASELINE_DECAY = 0.99
-
-
-def phase_at(step: int, t: TrainConfig) -> str:
-    """The ``ElectraPretrainer`` phase of optimiser step ``step`` (0-based)."""
-    if t.algorithm == "two_stage":
-        return "generator" if step < t.two_stage_switch_step() else "discriminator"
-    return t.algorithm  # joint | adversarial
-
-
-def schedule_position(step: int, t: TrainConfig) -> tuple[int, TrainConfig]:
-    """``(step within its stage, a config whose max_steps is the stage's length)`` for ``step.learning_rate``.
-
-    One stage spanning the run except for two-stage training, whose stages are scheduled as two runs: warm-up
-    of ``warmup_steps`` and linear decay to 0 over steps 0..n-1, then again over steps n..max_steps-1.
-    """
-    if t.algorithm != "two_stage":
-        return step, t
-    n = t.two_stage_switch_step()
-    if step < n:
-        return step, dataclasses.replace(t, max_steps=n)
-    return step - n, dataclasses.replace(t, max_steps=t.max_steps - n)
 
 
 # --------------------------------------------------------------------------- two-stage

@@ -7,16 +7,10 @@ import torch
 
 from electra.config import PretrainConfig, TrainConfig
 from electra.data.loader import PretrainingData, eval_batches
-from electra.pretraining.masking import Selector
+from electra.pretraining.masking import Selector, masked_on_device
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.stats import STAT_NAMES, summarise_stats
-from electra.pretraining.step import masked_on_device
 from electra.pretraining.yardstick import yardstick_aucs
-
-
-def has_binary_discriminator(cfg: PretrainConfig) -> bool:
-    """Whether the run trains a replaced-token detector (the yardstick applies); the MLM objectives do not."""
-    return cfg.train.objective in ("electra", "electra15", "hybrid")
 
 
 @torch.no_grad()
@@ -25,7 +19,7 @@ def evaluate(model: ElectraPretrainer, data: PretrainingData, cfg: PretrainConfi
              yardstick: dict[str, torch.Tensor] | None = None, noise_cdf: torch.Tensor | None = None
              ) -> dict[str, float]:
     """Losses and accuracies on the held-out slice, with a fixed masking so evaluations are comparable;
-    with ``yardstick`` (yardstick.yardstick_distributions) also the discriminator's ``eval_unigram_auc`` and
+    with ``yardstick`` (data/loader.py's token_distributions) also the discriminator's ``eval_unigram_auc`` and
     ``eval_uniform_auc``, the same for every run on the same data."""
     model.eval()
     t = cfg.train

@@ -1,8 +1,9 @@
 """Which positions a step predicts, and what the generator sees there (``train.masking``, ``train.mask_prob``).
 
 Uniform selection (``select_positions``) takes round(mask_prob · n) of a row's n candidate tokens; ``generator_inputs``
-turns most of them into ``[MASK]``; ``mask_batch`` joins both into a ``MaskedBatch``. All of it is keyed randomness
-(keyed_random.py).
+turns most of them into ``[MASK]``; ``mask_batch`` joins both into a ``MaskedBatch``, and ``masked_on_device`` applies
+the run's policy (``train.corruption``, the objective's [MASK] share) to a loader batch. All of it is keyed
+randomness (keyed_random.py).
 
 Whole-word and span (SpanBERT) selection of the tokens to predict (``train.masking``).
 
@@ -38,6 +39,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from electra.config import TrainConfig
 from electra.pretraining.keyed_random import (SALT_MASK_TOKEN, SALT_RANDOM_TOKEN, SALT_SELECT, SALT_SPAN_LENGTH,
                                               SALT_SPAN_SLOT, SALT_WORD, fold64, keyed_uniform)
 
@@ -185,6 +187,29 @@ def mask_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type
                               random_token_prob, vocab_size, noise_cdf)
     return MaskedBatch(input_ids, attention_mask, token_type_ids, positions, valid, gen_in, keys, has_padding,
                        position_ids, candidates, gen_in == special_ids["mask"])
+
+
+def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int], t: TrainConfig,
+                     device: torch.device, select: Selector | None = None, vocab_size: int = 0,
+                     noise_cdf: torch.Tensor | None = None) -> MaskedBatch:
+    """Move a loader batch to the device and mask it there; whether it has padding is read on the host.
+
+    ``select``: whole-word or span selection (``build_selector``). ``train.corruption``: BERT's (80% [MASK],
+    10% a random one of ``vocab_size`` tokens, 10% kept; the default for the MLM objective) or ELECTRA's.
+    The hybrid objective: ``mask_token_prob`` [MASK], the rest drawn from ``noise_cdf`` (``noise_for``).
+    """
+    has_padding = not bool(batch["attention_mask"].all())  # CPU tensor: free
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    bert = t.uses_bert_corruption()
+    if t.objective == "hybrid":
+        mask_token_prob, random_token_prob = t.mask_token_prob, 1.0 - t.mask_token_prob
+    else:
+        mask_token_prob = BERT_MASK_TOKEN_PROB if bert else t.mask_token_prob
+        random_token_prob = BERT_RANDOM_TOKEN_PROB if bert else 0.0
+    return mask_batch(b["input_ids"], b["attention_mask"], b["token_type_ids"], b["keys"], special_ids,
+                      t.mask_prob, mask_token_prob, t.seed, has_padding=has_padding, select=select,
+                      random_token_prob=random_token_prob, vocab_size=vocab_size,
+                      position_ids=b.get("position_ids"), noise_cdf=noise_cdf, word_starts=b.get("word_starts"))
 
 
 _WHOLE_WORD_PASSES = 3  # after 3 passes the shortfall is almost always 0 (see whole_word_positions)

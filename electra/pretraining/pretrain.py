@@ -1,4 +1,4 @@
-"""Pre-training: set-up (setup.py) -> the loop (``_pretrain``, below) -> evaluate (evaluation.py) -> checkpoint.
+"""Pre-training: ``build_run`` (setup.py) -> the loop (``train``, below) -> evaluate (evaluation.py) -> checkpoint.
 
 One optimiser step (step.py's ``train_step``) = one global batch of ``train.batch_size`` examples, processed in
 ``accumulation_steps`` micro-batches. The step never waits on the host except at logging, evaluation and
@@ -17,25 +17,19 @@ import torch
 from tqdm import tqdm
 
 from electra.config import PretrainConfig, TrainConfig
-from electra.data.loader import BatchStream, PretrainingData, cut_into_windows
+from electra.data.loader import PretrainingData, cut_into_windows
 from electra.errors import Stopped, UserError
 from electra.model import count_parameters
-from electra.pretraining.algorithms import algorithm_state, schedule_position
-from electra.pretraining.evaluation import evaluate, has_binary_discriminator, held_out_loss
+from electra.pretraining.algorithms import algorithm_state
+from electra.pretraining.evaluation import evaluate, held_out_loss
 from electra.pretraining.flops import training_flops, training_flops_per_step
 from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.setup import (build_selector, build_training, check_world, health_monitor, init_source,
-                                       noise_for, prepare_run, prepare_run_everywhere, tokenizer_for)
+from electra.pretraining.setup import Run, build_run
 from electra.pretraining.stats import STAT_NAMES, summarise_stats
-from electra.pretraining.step import dropout_seed, enter_phase, learning_rate, masked_on_device, train_step
-from electra.pretraining.yardstick import yardstick_distributions
+from electra.pretraining.step import train_step
 from electra.runtime.checkpoint import read_best, record_best, save_checkpoint
-from electra.runtime.device import autocast_for
-from electra.runtime.distributed import (Dist, all_reduce_sum, any_rank, barrier, close_distributed, full_state,
-                                         init_distributed, run_device)
-from electra.runtime.loggers import ScalarSinks
-from electra.runtime.metrics_log import MetricsLog
-from electra.runtime.files import write_json
+from electra.runtime.distributed import (all_reduce_sum, any_rank, barrier, close_distributed, full_state,
+                                         init_distributed)
 from electra.runtime.preemption import StopSignals
 
 
@@ -50,119 +44,84 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
     """
     d = init_distributed()
     try:
-        return _pretrain(d, data_dir, out, preset, max_steps, overrides, resume, progress, init, recipe)
+        run = build_run(d, data_dir, out, preset, max_steps, overrides, resume, init, recipe)
+        try:
+            train(run, progress)
+        finally:
+            run.close()
+        return run.out
     finally:
         close_distributed(d)
 
 
-def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None,
-              overrides: list[str] | None, resume: bool, progress: bool, init: str | Path | None,
-              recipe: str | None = None) -> Path:
-    data = PretrainingData(data_dir)
-    out = Path(out)
-    init = init_source(init, resume)
-    if d.enabled:
-        cfg, ckpt = prepare_run_everywhere(d, data, out, preset, overrides or [], max_steps, resume, init, d,
-                                           recipe)
-    else:
-        cfg, ckpt = prepare_run(data, out, preset, overrides or [], max_steps, resume, init, recipe=recipe)
-    t = cfg.train
-    accumulation = check_world(t, d)
-    device = run_device(t.device, d)
-    autocast = autocast_for(device, t.precision)
-
-    select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
-    sharded = d.enabled and t.parallel == "fsdp"
-    model, step_fn, optimizer, plain, state = build_training(cfg, d, device, sharded, ckpt, init)
-    if resume and d.is_main:  # the checkpoint has loaded into this config's model: now it may be recorded
-        write_json(out / "config.json", cfg.to_dict())
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-
-    # The held-out yardstick's replacement distributions (the same for every run on this data).
-    yardstick = yardstick_distributions(data) if has_binary_discriminator(cfg) else None
-    health = health_monitor(cfg, data, yardstick)
-    noise_cdf = noise_for(cfg, yardstick, device)  # hybrid has a binary discriminator, so a yardstick
-    resume_step = state["step"] if resume else None
-    log = MetricsLog(out / "metrics.jsonl", resume_step, ScalarSinks(cfg.log, out, resume_step, cfg.to_dict())) \
-        if d.is_main else None
-    if state["step"] == 0 and log is not None:
-        log.write(start_record(cfg, model, data, device, d, accumulation, word_boundaries))
-
-    # Every rank reads the same global batches and takes its contiguous slice of each.
-    stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
-                         pin_memory=device.type == "cuda")
-    bar = tqdm(total=t.max_steps, initial=state["step"], disable=not (progress and d.is_main), dynamic_ncols=True,
+def train(run: Run, progress: bool = True) -> None:
+    """The loop: a batch, a step, and at their steps logging, evaluation and a checkpoint, until max_steps (or
+    train.stop_at, a signal, or too many non-finite steps in a row)."""
+    cfg, t, d, log, data, out = run.cfg, run.cfg.train, run.d, run.log, run.data, run.out
+    if run.step == 0 and log is not None:
+        log.write(start_record(run))
+    bar = tqdm(total=t.max_steps, initial=run.step, disable=not (progress and d.is_main), dynamic_ncols=True,
                unit="step", desc="pretrain")
-    window = Window(device)
-    tokens_seen = torch.tensor(state["tokens_seen"], device=device)  # stays on device: no sync per step
+    window = Window(run.device)
+    tokens_seen = torch.tensor(run.state["tokens_seen"], device=run.device)  # stays on device: no sync per step
     # The checkpoint whose latest evaluation (at or before it) has the lowest held-out loss is kept.
-    best = read_best(out) if resume else None
+    best = read_best(out) if run.resumed else None
     best_loss, last_eval_loss = (best["loss"] if best else float("inf")), float("inf")
     yardstick_postfix: dict[str, str] = {}
-    # Non-finite gradients skip the update (fused AdamW on CUDA reads found_inf on the device: no sync).
-    skips_in_row = torch.zeros((), device=device)
-    check_every_step = device.type != "cuda"  # on CPU a host read is free; on CUDA only at logging steps
+    skips_in_row = torch.zeros((), device=run.device)  # non-finite steps skip their update
+    check_every_step = run.device.type != "cuda"  # on CPU a host read is free; on CUDA only at logging steps
     stop = StopSignals()
     try:
         stop.__enter__()
         stop_at = min(t.max_steps, t.stop_at or t.max_steps)
-        while state["step"] < stop_at:
-            step = state["step"]
-            lr = learning_rate(*schedule_position(step, t))  # (step, t) unless two_stage: per stage
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            switch = enter_phase(model, step, t)
-            if switch is not None and log is not None:
-                log.write(switch)
-
-            torch.manual_seed(dropout_seed(t.seed, step, d.rank))
-            batch = next(stream)
-            length = t.window_length(step, data.max_seq_length)
+        while run.step < stop_at:
+            batch = next(run.stream)
+            length = t.window_length(run.step, data.max_seq_length)
             if length is not None:  # sequence-length warm-up: the same tokens as short windows
                 batch = cut_into_windows(batch, length, data.special_ids["pad"])
-            mb = masked_on_device(batch, data.special_ids, t, device, select, cfg.model.vocab_size, noise_cdf)
-            stats, grad_norm, bad, num_tokens = train_step(model, step_fn, optimizer, params, mb, t, d,
-                                                           accumulation, autocast, device)
-            window.add(stats, grad_norm, bad)
-            skips_in_row = (skips_in_row + 1) * bad
-            tokens_seen += num_tokens
+            result = train_step(run, run.masked(batch))
+            if result.switch is not None and log is not None:
+                log.write(result.switch)
+            window.add(result.stats, result.grad_norm, result.bad)
+            skips_in_row = (skips_in_row + 1) * result.bad
+            tokens_seen += result.num_tokens
 
-            done = step + 1
-            state = {"step": done, "position": state["position"] + t.batch_size, "tokens_seen": None}
+            done = run.step + 1
+            run.state = {"step": done, "position": run.state["position"] + t.batch_size, "tokens_seen": None}
             bar.update(1)
             last = done == stop_at
             stopping = stop.requested is not None
             if d.enabled and (check_every_step or done % t.log_every == 0 or last):
-                stopping = any_rank(stopping, d, device)  # a stop on any rank stops all at the same step
+                stopping = any_rank(stopping, d, run.device)  # a stop on any rank stops all at the same step
             faulted = (check_every_step or done % t.log_every == 0) and int(skips_in_row) >= t.max_skipped_steps
 
             if done % t.log_every == 0 or last:
                 all_reduce_sum(window.stats, d)  # every rank's share of the window
-                record = window_record(done, lr, window, tokens_seen, cfg, data, model)
+                record = window_record(done, result.lr, window, tokens_seen, cfg, data, run.model)
                 if log is not None:
                     log.write(record)
-                    for warning in health.observe(record):  # one line per stuck condition, once per run
+                    for warning in run.health.observe(record):  # one line per stuck condition, once per run
                         log.write(warning)
                         bar.write(f"warning (step {warning['step']}): {warning['message']}", file=sys.stderr)
-                bar.set_postfix(**progress_losses(record, model), **yardstick_postfix,
+                bar.set_postfix(**progress_losses(record, run.model), **yardstick_postfix,
                                 tok_s=f"{record['tokens_per_s']:.0f}")
                 window.reset()
             if (done % t.eval_every == 0 or last) and not (stopping or faulted):
                 # Every rank evaluates (a sharded model needs them all); rank 0 writes.
-                record = {"step": done, "event": "eval", **evaluate(model, data, cfg, device, autocast, select, yardstick,
-                                                                 noise_cdf)}
+                record = {"step": done, "event": "eval", **evaluate(run.model, data, cfg, run.device, run.autocast,
+                                                                 run.select, run.distributions, run.noise_cdf)}
                 if log is not None:
                     log.write(record)
                 last_eval_loss = held_out_loss(record, t)  # rank 0's value is what counts (it alone writes)
                 if "eval_unigram_auc" in record:  # the yardstick stays in the bar until the next evaluation
                     yardstick_postfix = {"uni_auc": f"{record['eval_unigram_auc']:.3f}"}
             if done % t.save_every == 0 or last or stopping or faulted:
-                state["tokens_seen"] = int(tokens_seen.item())
-                state.update(algorithm_state(model))
+                run.state["tokens_seen"] = int(tokens_seen.item())
+                run.state.update(algorithm_state(run.model))
                 if d.is_main and last_eval_loss < best_loss:  # recorded first, so that pruning spares it
                     best_loss = last_eval_loss
                     record_best(out, out / "checkpoints" / f"step-{done:08d}", done, best_loss)
-                ckpt = save_everywhere(out, model, optimizer, plain, state, t, d, sharded)
+                ckpt = save_everywhere(run)
             resume_hint = f"continue with `electra pretrain --data {data.dir} --out {out} --resume`"
             if faulted:
                 if log is not None:
@@ -177,18 +136,14 @@ def _pretrain(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
                 raise Stopped(f"stopped by {signum.name} after step {done}; checkpoint {ckpt}; {resume_hint}",
                               128 + int(signum))
     except torch.OutOfMemoryError:
-        raise UserError(out_of_memory_hint(t, device)) from None
+        raise UserError(out_of_memory_hint(t, run.device)) from None
     except RuntimeError as e:
         if "can't allocate memory" not in str(e) and "out of memory" not in str(e):
             raise
-        raise UserError(out_of_memory_hint(t, device)) from None
+        raise UserError(out_of_memory_hint(t, run.device)) from None
     finally:
         stop.__exit__()
-        stream.close()
         bar.close()
-        if log is not None:
-            log.close()
-    return out
 
 
 class Window:
@@ -213,21 +168,21 @@ class Window:
         self.start, self.steps = time.perf_counter(), 0
 
 
-def save_everywhere(out: Path, model: ElectraPretrainer, optimizer: torch.optim.AdamW, plain: Any,
-                    state: dict[str, Any], t: TrainConfig, d: Dist, sharded: bool) -> Path:
-    """Rank 0 writes the checkpoint of step ``state["step"]``: the full, unsharded state in the single-process
+def save_everywhere(run: Run) -> Path:
+    """Rank 0 writes the checkpoint of step ``run.step``: the full, unsharded state in the single-process
     layout (gathered from every rank when sharded). Every rank returns its path once it exists."""
-    weights, optim = full_state(model, optimizer, plain, d) if sharded else (model, optimizer)
-    ckpt = out / "checkpoints" / f"step-{state['step']:08d}"
-    if d.is_main:
-        ckpt = save_checkpoint(out, weights, optim, state, t.keep_checkpoints)
-    barrier(d)
+    weights, optim = full_state(run.model, run.optimizer, run.plain, run.d) if run.sharded else \
+        (run.model, run.optimizer)
+    ckpt = run.out / "checkpoints" / f"step-{run.step:08d}"
+    if run.d.is_main:
+        ckpt = save_checkpoint(run.out, weights, optim, run.state, run.cfg.train.keep_checkpoints)
+    barrier(run.d)
     return ckpt
 
 
-def start_record(cfg: PretrainConfig, model: ElectraPretrainer, data: PretrainingData, device: torch.device,
-                 d: Dist, accumulation: int, word_boundaries: bool) -> dict[str, Any]:
+def start_record(run: Run) -> dict[str, Any]:
     """The metrics log's first record: what the run trains, on what, with which batch layout."""
+    cfg, model, data, device, d, accumulation = run.cfg, run.model, run.data, run.device, run.d, run.accumulation
     t = cfg.train
     gen_params = 0 if model.generator is None else \
         count_parameters(model) - count_parameters(model.discriminator)  # what the generator adds
@@ -241,7 +196,7 @@ def start_record(cfg: PretrainConfig, model: ElectraPretrainer, data: Pretrainin
               "world_size": d.world_size, "micro_batch_size": t.batch_size // (d.world_size * accumulation),
               "global_batch_size": t.batch_size}  # = micro_batch_size x accumulation_steps x world_size
     if t.masking != "uniform":
-        record["word_boundaries"] = word_boundaries or data.has_word_starts  # span without either: token spans
+        record["word_boundaries"] = run.word_boundaries or data.has_word_starts  # span without either: token spans
         if data.has_word_starts:
             record["word_segmenter"] = data.manifest["word_segmenter"]  # words from the stored starts, not ##
     return record

@@ -1,33 +1,124 @@
-"""Everything a pre-training run builds before its first step: the run folder and config (new, resumed or
-from transformers weights), the model and optimiser, the selection function and the health checks."""
+"""Everything a pre-training run builds before its first step, gathered in one ``Run`` by ``build_run``: the run
+folder and config (new, resumed or from transformers weights), the device and the processes, the model, the
+function that runs its step and the optimiser, the selection function, the data stream, the metrics log and
+the health checks."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
-from electra.data.loader import PretrainingData
+from electra.data.loader import BatchStream, PretrainingData, token_distributions, unigram_distribution
 from electra.errors import UserError
 from electra.interop.hf import hf_pair_folders
 from electra.pretraining.algorithms import load_algorithm_state
-from electra.pretraining.evaluation import has_binary_discriminator
 from electra.pretraining.export import check_init_vocabulary, init_config_from_hf, load_pretrainer_from_hf
 from electra.pretraining.flops import steps_for_budget
 from electra.pretraining.health import HealthMonitor
 from electra.pretraining.local_init import init_local_attention
-from electra.pretraining.masking import Selector, continuation_flags, make_selector
+from electra.pretraining.masking import MaskedBatch, Selector, continuation_flags, make_selector, masked_on_device
 from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.yardstick import unigram_distribution
 from electra.runtime.checkpoint import (checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config,
                                        load_torch_file)
-from electra.runtime.device import fused_adamw
-from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize
+from electra.runtime.device import autocast_for, fused_adamw
+from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize, run_device
 from electra.runtime.files import AtomicDir, claim_output_folder, copy_tree, mark_owned, write_json
+from electra.runtime.loggers import ScalarSinks
+from electra.runtime.metrics_log import MetricsLog
 from electra.version import __version__
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {"step": 0, "position": 0, "tokens_seen": 0}
+
+
+@dataclass
+class Run:
+    """One pre-training run, built once (``build_run``): what the loop (pretrain.py) and ``train_step`` (step.py)
+    read, instead of long argument lists. A benchmark builds the step's part alone (the fields without
+    defaults); the loop's parts then stay empty."""
+
+    cfg: PretrainConfig
+    model: ElectraPretrainer
+    step_fn: Any                    # runs the step: the model, DDP- or FSDP-wrapped, compiled with train.compile
+    optimizer: torch.optim.AdamW
+    device: torch.device
+    autocast: Callable[[], Any] = contextlib.nullcontext  # train.precision's autocast context
+    d: Dist = field(default_factory=Dist)  # the processes (one, or torchrun's)
+    accumulation: int = 1           # micro-batches per rank per step
+    state: dict[str, Any] = field(default_factory=_fresh_state)  # step, data position, tokens seen
+    # The loop's parts.
+    out: Path | None = None
+    data: PretrainingData | None = None
+    stream: BatchStream | None = None  # the global batches, this rank's slice of each
+    select: Selector | None = None     # whole-word or span selection; None: uniform
+    word_boundaries: bool = False      # selection knows WordPiece words
+    noise_cdf: torch.Tensor | None = None  # the hybrid objective's replacement distribution, cumulative (V,)
+    distributions: dict[str, torch.Tensor] | None = None  # the data's token distributions (loader.py), for
+    # the hybrid objective's noise and the held-out yardstick; None without a binary discriminator
+    health: HealthMonitor | None = None
+    log: MetricsLog | None = None      # rank 0's metrics.jsonl and scalar sinks
+    sharded: bool = False              # FSDP
+    plain: Any = None                  # FSDP: rank 0's unsharded model that the weights are gathered into to save
+    resumed: bool = False
+
+    def __post_init__(self):
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]  # what clipping sees
+
+    @property
+    def step(self) -> int:
+        """The optimiser step about to be made (0-based): the number made so far."""
+        return self.state["step"]
+
+    def masked(self, batch: dict[str, torch.Tensor]) -> MaskedBatch:
+        """A loader batch on the device, masked by the run's policy (masking.py)."""
+        return masked_on_device(batch, self.data.special_ids, self.cfg.train, self.device, self.select,
+                                self.cfg.model.vocab_size, self.noise_cdf)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        if self.log is not None:
+            self.log.close()
+
+
+def build_run(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_steps: int | None = None,
+              overrides: list[str] | None = None, resume: bool = False, init=None, recipe: str | None = None) -> Run:
+    """The run of ``electra pretrain``: its folder created or reopened (prepare_run), and everything its loop
+    reads. Under torchrun every process builds its own; rank 0 alone writes."""
+    data = PretrainingData(data_dir)
+    out = Path(out)
+    init = init_source(init, resume)
+    how = dict(preset=preset, overrides=overrides or [], max_steps=max_steps, resume=resume, init=init, recipe=recipe)
+    cfg, ckpt = prepare_run_everywhere(d, data, out, **how) if d.enabled else prepare_run(data, out, **how)
+    t = cfg.train
+    accumulation = check_world(t, d)
+    device = run_device(t.device, d)
+    select, word_boundaries = build_selector(cfg, tokenizer_for(data, out), device)
+    sharded = d.enabled and t.parallel == "fsdp"
+    model, step_fn, optimizer, plain, state = build_training(cfg, d, device, sharded, ckpt, init)
+    if resume and d.is_main:  # the checkpoint has loaded into this config's model: now it may be recorded
+        write_json(out / "config.json", cfg.to_dict())
+    # The data's token distributions, which the held-out yardstick corrupts with (the same for every run on it).
+    distributions = token_distributions(data) if cfg.train.trains_detector() else None
+    resume_step = state["step"] if resume else None
+    log = MetricsLog(out / "metrics.jsonl", resume_step, ScalarSinks(cfg.log, out, resume_step, cfg.to_dict())) \
+        if d.is_main else None
+    # Every rank reads the same global batches and takes its contiguous slice of each.
+    stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
+                         pin_memory=device.type == "cuda")
+    return Run(cfg=cfg, model=model, step_fn=step_fn, optimizer=optimizer, device=device,
+               autocast=autocast_for(device, t.precision), d=d, accumulation=accumulation, state=state, out=out,
+               data=data, stream=stream, select=select, word_boundaries=word_boundaries,
+               noise_cdf=noise_for(cfg, distributions, device),  # hybrid has a binary discriminator: these exist
+               distributions=distributions, health=health_monitor(cfg, data, distributions), log=log, sharded=sharded,
+               plain=plain, resumed=resume)
 
 
 def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
@@ -67,7 +158,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 def noise_for(cfg: PretrainConfig, distributions: dict[str, torch.Tensor] | None,
               device: torch.device) -> torch.Tensor | None:
     """The cumulative distribution (V,) float64 the hybrid objective draws its replacements from (``train.noise``:
-    the yardstick's ``distributions``, the training data's unigram frequencies or uniform over non-special ids);
+    the data's token ``distributions``: the training data's unigram frequencies or uniform over non-special ids);
     None for the other objectives."""
     if cfg.train.objective != "hybrid":
         return None
@@ -229,13 +320,13 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def prepare_run_everywhere(d: Dist, *args) -> tuple[PretrainConfig, Path | None]:
-    """``prepare_run`` on rank 0 (the only one that writes), its config and checkpoint sent to the others;
-    a refusal (UserError) is raised on every rank."""
+def prepare_run_everywhere(d: Dist, data: PretrainingData, out: Path, **how: Any) -> tuple[PretrainConfig, Path | None]:
+    """``prepare_run(data, out, **how)`` on rank 0 (the only one that writes), checked against the processes
+    ``d``, its config and checkpoint sent to the others; a refusal (UserError) is raised on every rank."""
     result: tuple = ("ok", None)
     if d.is_main:
         try:
-            cfg, ckpt = prepare_run(*args)
+            cfg, ckpt = prepare_run(data, out, world=d, **how)
             result = ("ok", (cfg.to_dict(), str(ckpt) if ckpt else None))
         except UserError as e:
             result = ("error", str(e))
@@ -299,12 +390,12 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
 
 
 def health_monitor(cfg: PretrainConfig, data: PretrainingData,
-                   yardstick: dict[str, torch.Tensor] | None) -> HealthMonitor:
+                   distributions: dict[str, torch.Tensor] | None) -> HealthMonitor:
     """The run's health checks (electra/pretraining/health.py); the generator check needs the data's unigram entropy."""
     t = cfg.train
-    unigram = yardstick["unigram"] if yardstick is not None else unigram_distribution(data, data.special_ids)
+    unigram = distributions["unigram"] if distributions is not None else unigram_distribution(data, data.special_ids)
     p = unigram[unigram > 0]
     return HealthMonitor(max_steps=t.max_steps, warmup_steps=t.warmup_steps, mask_prob=t.mask_prob,
-                         unigram_entropy=float(-(p * p.log()).sum()), detector=has_binary_discriminator(cfg),
+                         unigram_entropy=float(-(p * p.log()).sum()), detector=cfg.train.trains_detector(),
                          log_every=t.log_every, recipe=cfg.recipe, generator_fraction=cfg.generator.hidden_fraction,
                          length_warmup=bool(t.short_seq_steps))

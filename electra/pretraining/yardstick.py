@@ -4,14 +4,14 @@
 draws from the training data's unigram distribution. A unigram draw looks like any other token, so only
 context gives it away. ``eval_uniform_auc``: the same with uniformly random ids, where rare ids give
 themselves away, so it also rewards a discriminator that only knows token frequencies. Neither depends on
-the run's generator, seed or masking, so runs on the same data can be compared at any step and any recipe.
+the run's generator, seed or masking, so runs on the same data can be compared at any step and any recipe. The
+two distributions are the data's own (data/loader.py, ``token_distributions``).
 
 Shapes: B batch, T length, P selected slots per row, V vocabulary.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from electra.data.loader import eval_batches
@@ -23,34 +23,6 @@ from electra.pretraining.masking import candidate_mask, select_positions
 YARDSTICK_SEED = 20200311  # ELECTRA's ICLR 2020 publication date
 YARDSTICK_MASK_PROB = 0.15
 YARDSTICK_EXAMPLES = 512          # held-out examples scored (fewer if the slice is smaller)
-UNIGRAM_SAMPLE_EXAMPLES = 20_000  # training examples, evenly spread, that the unigram counts come from
-
-
-def unigram_distribution(data, special_ids: dict[str, int]) -> torch.Tensor:
-    """(V,) float64 token frequencies of the training split (special tokens excluded), from up to
-    UNIGRAM_SAMPLE_EXAMPLES examples spread evenly over it: the same for every run on the same data."""
-    n = data.num_examples("train")
-    idx = np.unique(np.linspace(0, n - 1, min(n, UNIGRAM_SAMPLE_EXAMPLES)).astype(np.int64))
-    counts = np.zeros(data.vocab_size, dtype=np.float64)
-    for start in range(0, len(idx), 4096):
-        ids, _ = data.examples("train", idx[start:start + 4096])
-        counts += np.bincount(ids.ravel(), minlength=data.vocab_size)[:data.vocab_size]
-    counts[list(special_ids.values())] = 0
-    return torch.from_numpy(counts / max(1.0, counts.sum()))
-
-
-def uniform_distribution(vocab_size: int, special_ids: dict[str, int]) -> torch.Tensor:
-    """(V,) every non-special id equally likely."""
-    p = torch.ones(vocab_size, dtype=torch.float64)
-    p[list(special_ids.values())] = 0
-    return p / p.sum()
-
-
-def yardstick_distributions(data) -> dict[str, torch.Tensor]:
-    """The yardstick's replacement distributions: ``unigram`` (the training data's token frequencies) and
-    ``uniform`` (every non-special id alike)."""
-    return {"unigram": unigram_distribution(data, data.special_ids),
-            "uniform": uniform_distribution(data.vocab_size, data.special_ids)}
 
 
 def yardstick_corruption(input_ids: torch.Tensor, candidates: torch.Tensor, keys: torch.Tensor,
