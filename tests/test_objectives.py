@@ -276,3 +276,13 @@ def test_every_use_of_the_keyed_hash_has_its_own_salt():
         assigned = {t.id for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assign)
                     for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)}
         assert not [n for n in assigned if "SALT" in n], path.name
+
+
+def test_every_objective_and_phase_has_a_registered_step():
+    """forward looks its step up, it does not branch: every train.objective and every phase but joint has one."""
+    from electra.config import OBJECTIVES
+    from electra.pretraining.algorithms import PHASE_STEPS, PHASES
+    from electra.pretraining.objective import OBJECTIVE_STEPS
+
+    assert set(OBJECTIVE_STEPS) == set(OBJECTIVES)
+    assert set(PHASE_STEPS) == set(PHASES) - {"joint"}

@@ -1,6 +1,7 @@
 """Training algorithms (paper §3.2, appendix F): ``train.algorithm`` joint | two_stage | adversarial.
 
-The losses stay in ``ElectraPretrainer.forward`` (objective.py), which runs in one of four *phases*:
+``ElectraPretrainer.forward`` (objective.py) runs in one of four *phases*; each phase but ``joint`` (which runs
+the objective's own step) has its step here, in ``PHASE_STEPS``:
 
 - ``joint`` (default): MLM + λ·disc, both networks trained together, bit for bit the ELECTRA recipe.
 - ``generator``: two-stage training, stage one. The generator's MLM alone; the discriminator is not run.
@@ -146,21 +147,31 @@ def load_algorithm_state(model: nn.Module, state: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- the phases' losses
 
-def phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
-               num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss and STAT_NAMES sums of an ``ElectraPretrainer`` (``model``) in a phase other than ``joint``, from
-    its ``generate`` and ``detect`` passes (objective.py), normalised by the global batch's counts as there."""
-    if model.phase == "generator":  # two-stage, stage one: the generator's MLM alone; no discriminator at all
-        gen = model.generate(mb, seed, sample=False)
-        stats = stack_stats(num_selected=mb.valid.float().sum(), num_tokens=mb.attention_mask.sum(),
-                            **generator_sums(gen.losses, gen.logits, gen.targets, mb))
-        return gen.losses.sum() / num_selected_total, stats
-    if model.phase == "discriminator":  # two-stage, stage two: the frozen generator only samples
-        with frozen(model.generator):
-            gen = model.generate(mb, seed)
-        det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
-        return disc_weight * det.losses.sum() / det.num_scored_total, model.step_stats(mb, gen, det)
-    # adversarial: REINFORCE on the discriminator's loss at each sampled position, no MLM term for the generator
+def generator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
+                         num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-stage training, stage one: the generator's MLM alone; no discriminator at all."""
+    gen = model.generate(mb, seed, sample=False)
+    stats = stack_stats(num_selected=mb.valid.float().sum(), num_tokens=mb.attention_mask.sum(),
+                        **generator_sums(gen.losses, gen.logits, gen.targets, mb))
+    return gen.losses.sum() / num_selected_total, stats
+
+
+def discriminator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
+                             num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-stage training, stage two: the frozen generator only samples; the loss is λ·disc."""
+    with frozen(model.generator):
+        gen = model.generate(mb, seed)
+    det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
+    return disc_weight * det.losses.sum() / det.num_scored_total, model.step_stats(mb, gen, det)
+
+
+def adversarial_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
+                     num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adversarial training: REINFORCE on the discriminator's loss at each sampled position, no MLM term for the
+    generator; the discriminator's λ·disc as usual."""
     gen = model.generate(mb, seed)
     det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
     rewards = position_rewards(det.logits, det.labels, mb.positions)  # (B, P)
@@ -169,3 +180,10 @@ def phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
     loss = reinforce_loss(gen.logits, sampled, rewards, model.reward_baseline.value(), weight, num_selected_total) \
         + disc_weight * det.losses.sum() / det.num_scored_total
     return loss, model.step_stats(mb, gen, det, reward_sum=(rewards * weight).sum(), reward_terms=weight.sum())
+
+
+# The step of every phase but ``joint`` (whose step is the objective's own): the same signature as those, the
+# loss and STAT_NAMES sums of an ``ElectraPretrainer`` from its ``generate`` and ``detect`` passes (objective.py),
+# normalised by the global batch's counts as there.
+PHASE_STEPS = {"generator": generator_phase_step, "discriminator": discriminator_phase_step,
+               "adversarial": adversarial_step}

@@ -3,11 +3,13 @@
 The default step, ELECTRA's, reads top to bottom in ``forward``: ``generate`` (the generator's masked LM at the
 selected positions, and its samples there), then ``detect`` (the discriminator's "replaced?" for every token),
 then the joint loss MLM + λ·disc. The paper's ablations and algorithms are separate strategies built from the
-same two passes:
+same two passes, registered rather than branched on:
 
-- ``train.objective`` mlm, replace_mlm, all_tokens_mlm: ``variants.masked_lm_step``; hybrid: ``variants.hybrid_step``;
-  electra15 only changes which tokens ``detect`` scores. The networks and ``generator.sharing`` are variants.py's.
-- ``train.algorithm`` two_stage and adversarial: ``algorithms.phase_step``, for every phase but ``joint``.
+- ``OBJECTIVE_STEPS``, one step per ``train.objective``: ``electra_step``; electra15 is the same step (it only
+  changes which tokens ``detect`` scores); mlm, replace_mlm, all_tokens_mlm ``variants.masked_lm_step``; hybrid
+  ``variants.hybrid_step``. The networks and ``generator.sharing`` are variants.py's.
+- ``algorithms.PHASE_STEPS``, one step per phase of ``train.algorithm`` two_stage and adversarial, for every phase
+  but ``joint``.
 
 Selection and the generator's input are made before the step (masking.py); the sums it returns are stats.py's.
 
@@ -25,7 +27,7 @@ from torch import nn
 
 from electra.config import ModelConfig
 from electra.model import ElectraForMaskedLM
-from electra.pretraining.algorithms import PHASES, RewardBaseline, phase_step
+from electra.pretraining.algorithms import PHASE_STEPS, PHASES, RewardBaseline
 from electra.pretraining.masking import MaskedBatch
 from electra.pretraining.replaced_tokens import replaced_labels, sample_replacements, selected_losses
 from electra.pretraining.stats import STAT_NAMES, detector_sums, generator_sums, stack_stats
@@ -120,18 +122,8 @@ class ElectraPretrainer(nn.Module):
         are fixed by (B, T, P), so the step never waits on the host.
         Returns (loss, stats) with stats a float32 tensor ordered as STAT_NAMES.
         """
-        if self.objective in MASKED_LM_OBJECTIVES:
-            return masked_lm_step(self, mb, seed, num_selected_total, num_tokens_total)
-        if self.objective == "hybrid":
-            return hybrid_step(self, mb, disc_weight, num_selected_total, num_tokens_total)
-        if self.phase != "joint":
-            return phase_step(self, mb, seed, disc_weight, num_selected_total, num_tokens_total)
-        # ELECTRA: the generator fills the selected positions with its samples, the discriminator says for every
-        # token whether it was replaced, and both learn at once: MLM (mean over the selected) + λ · BCE.
-        gen = self.generate(mb, seed)
-        det = self.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
-        loss = gen.losses.sum() / num_selected_total + disc_weight * det.losses.sum() / det.num_scored_total
-        return loss, self.step_stats(mb, gen, det)
+        step = PHASE_STEPS[self.phase] if self.phase != "joint" else OBJECTIVE_STEPS[self.objective]
+        return step(self, mb, seed, disc_weight, num_selected_total, num_tokens_total)
 
     def generate(self, mb: MaskedBatch, seed: int, sample: bool = True) -> GeneratorPass:
         """The generator's masked LM at the selected positions only (logits (B, P, V)), and with ``sample`` the
@@ -171,3 +163,19 @@ class ElectraPretrainer(nn.Module):
         if self.phase == "adversarial":
             self.reward_baseline.update(step_stats[STAT_NAMES.index("reward_sum")],
                                         step_stats[STAT_NAMES.index("reward_terms")])
+
+
+def electra_step(model: ElectraPretrainer, mb: MaskedBatch, seed: int, disc_weight: float,
+                 num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ELECTRA: the generator fills the selected positions with its samples, the discriminator says for every
+    token whether it was replaced, and both learn at once: MLM (mean over the selected) + λ · BCE."""
+    gen = model.generate(mb, seed)
+    det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
+    loss = gen.losses.sum() / num_selected_total + disc_weight * det.losses.sum() / det.num_scored_total
+    return loss, model.step_stats(mb, gen, det)
+
+
+# The step of each train.objective (config.OBJECTIVES): (model, micro-batch, seed, λ, the global batch's selected
+# and real token counts) -> (loss, STAT_NAMES sums). A new objective is a new entry (docs/architecture.md).
+OBJECTIVE_STEPS = {"electra": electra_step, "electra15": electra_step, "hybrid": hybrid_step,
+                   **{name: masked_lm_step for name in MASKED_LM_OBJECTIVES}}

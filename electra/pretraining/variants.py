@@ -190,7 +190,7 @@ def load_network_state(network: nn.Module, state: dict[str, torch.Tensor], sourc
 MASKED_LM_OBJECTIVES = ("mlm", "replace_mlm", "all_tokens_mlm")  # the discriminator-sized network is a masked LM
 
 
-def masked_lm_step(model: nn.Module, mb: MaskedBatch, seed: int, num_selected_total: torch.Tensor,
+def masked_lm_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
                    num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MLM (BERT), Replace MLM and All-Tokens MLM for an ``ElectraPretrainer`` (``model``): the discriminator-sized
     network is a masked LM; no binary loss. Replace/All-Tokens MLM feed it the generator's samples (the generator
@@ -234,14 +234,14 @@ def masked_lm_step(model: nn.Module, mb: MaskedBatch, seed: int, num_selected_to
     return loss, stack_stats(**stats)
 
 
-def hybrid_step(model: nn.Module, mb: MaskedBatch, disc_weight: float, num_selected_total: torch.Tensor,
+def hybrid_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
                 num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The hybrid objective: one encoder pass over the input in which the selected tokens are [MASK] or a
     ``train.noise`` draw (mb.generator_input_ids). The masked LM predicts the original at every selected
     position, [MASK] or not; the detector says "replaced?" at every real token not shown as [MASK].
 
     Loss = MLM (mean over the selected) + λ · BCE (summed over the scored tokens / all real tokens of the
-    global batch). Both heads read the same hidden states, so the detector learns from representations
+    global batch). ``seed`` is unused: the noise was drawn with the masking. Both heads read the same hidden states, so the detector learns from representations
     that the masked LM's dense signal shapes from the first step (COCO-LM, TEAMS; docs/electra.md).
     """
     inp = mb.generator_input_ids  # (B, T)
