@@ -4,7 +4,9 @@ No generator: 15% (``--mask``) of each window's tokens are replaced by draws fro
 distribution (the paper's "unigram generator"), and a `tiny` discriminator learns to find them. Each step
 uses the same tokens (``--batch`` examples of the data's length) cut into windows of ``--window`` tokens.
 Every ``--eval-every`` steps it prints the held-out yardstick (electra/pretraining/yardstick.py), which scores whole
-128-token examples. This isolates how fast replaced-token detection learns context, from the generator.
+128-token examples. This isolates how fast replaced-token detection learns context, from the generator. The
+replacements come from the product's masking (``mask_batch`` with unigram noise); masked-LM and hybrid training
+are the product's own objectives (``electra pretrain --set train.objective=mlm`` / ``hybrid``).
 
     python experiments/rtd_speed_check.py DATA --window 8 --steps 300 [--lr 1e-3] [--glorot-head]
 """
@@ -20,8 +22,7 @@ import torch.nn.functional as F
 from electra.config import preset_config
 from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, token_distributions
 from electra.model import ElectraForPreTraining
-from electra.pretraining.keyed_random import fold64, keyed_uniform
-from electra.pretraining.masking import candidate_mask, select_positions
+from electra.pretraining.masking import mask_batch
 from electra.pretraining.schedule import learning_rate
 from electra.pretraining.setup import build_optimizer
 from electra.pretraining.yardstick import yardstick_aucs
@@ -64,10 +65,7 @@ def main() -> None:
                    help="hybrid: also predict the original token at the replaced slots from the discriminator's "
                         "hidden states (an MLM head tied to its word embeddings), with this weight")
     p.add_argument("--ppmi-init", action="store_true", help="word embeddings from an SVD of the corpus's PPMI")
-    p.add_argument("--objective", choices=["rtd", "mlm", "hybrid"], default="rtd",
-                   help="mlm: [MASK] at the selected slots, cross-entropy there (prints its loss, no yardstick)")
     p.add_argument("--schedule", type=int, default=0, help="learning-rate schedule length (default: --steps)")
-    p.add_argument("--disc-weight", type=float, default=1.0, help="hybrid: weight of the detection loss")
     p.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
     p.add_argument("--local-init", action="store_true", help="electra/pretraining/local_init.py: layer 0 reads neighbours")
     p.add_argument("--local-positions", action="store_true", help="every window starts at position 0")
@@ -95,7 +93,7 @@ def main() -> None:
         with torch.no_grad():
             model.electra.embeddings.word_embeddings.weight.copy_(ppmi_embeddings(data, cfg.model.embedding_size))
     mlm_head = None
-    if a.mlm_weight or a.objective != "rtd":
+    if a.mlm_weight:
         from electra.model import ElectraGeneratorPredictions
         mlm_head = ElectraGeneratorPredictions(cfg.model)
         mlm_bias = torch.nn.Parameter(torch.zeros(data.vocab_size))
@@ -115,55 +113,11 @@ def main() -> None:
             if a.local_positions:
                 batch["position_ids"] = torch.arange(a.window).expand_as(batch["input_ids"])
         ids, att, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-        cand = candidate_mask(ids, att, data.special_ids)
-        positions, valid = select_positions(cand, a.mask, batch["keys"], a.seed)  # (B, P)
-        u = keyed_uniform(a.seed, 0x6A09E667, fold64(batch["keys"])[:, None], positions)
-        draws = torch.searchsorted(cdf, (u.double() * cdf[-1]).contiguous()).clamp_(max=len(cdf) - 1)
-        draws = torch.where(valid, draws, ids.gather(1, positions))
-        corrupted = ids.scatter(1, positions, draws)
+        # The product's masking: --mask of the tokens selected, every one replaced by a unigram draw.
+        mb = mask_batch(ids, att, types, batch["keys"], data.special_ids, a.mask, 0.0, a.seed,
+                        random_token_prob=1.0, noise_cdf=cdf)
+        positions, valid, corrupted = mb.positions, mb.valid, mb.generator_input_ids
         labels = (corrupted != ids).float()
-        if a.objective == "mlm":
-            masked = ids.scatter(1, positions, torch.where(valid, data.special_ids["mask"], ids.gather(1, positions)))
-            h = model.electra(masked, att, types, batch.get("position_ids"))
-            hs = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
-            lm = mlm_head(hs) @ model.electra.embeddings.word_embeddings.weight.T + model.mlm_bias  # (B, P, V)
-            ce = F.cross_entropy(lm.flatten(0, 1), ids.gather(1, positions).flatten(), reduction="none")
-            loss = (ce * valid.flatten()).sum() / valid.sum()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            if (step + 1) % a.eval_every == 0:
-                print(f"step {step + 1:5d}  mlm loss at [MASK] {np.mean(losses[-a.eval_every:]):.3f}  "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
-            continue
-        if a.objective == "hybrid":
-            # One pass: of the selected slots, half [MASK], half unigram draws; MLM at all of them, detection
-            # at every real token that is not [MASK].
-            half = keyed_uniform(a.seed, 0x3C6EF372, fold64(batch["keys"])[:, None], positions) < 0.5
-            shown = torch.where(valid & half, data.special_ids["mask"], corrupted.gather(1, positions))
-            inp = ids.scatter(1, positions, shown)
-            h = model.electra(inp, att, types, batch.get("position_ids"))
-            hs = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
-            lm = mlm_head(hs) @ model.electra.embeddings.word_embeddings.weight.T + model.mlm_bias  # (B, P, V)
-            ce = F.cross_entropy(lm.flatten(0, 1), ids.gather(1, positions).flatten(), reduction="none")
-            scored = att.bool() & (inp != data.special_ids["mask"])
-            labels = (inp != ids).float() * scored
-            logits = model.discriminator_predictions(h)
-            bce = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * scored).sum() / scored.sum()
-            loss = (ce * valid.flatten()).sum() / valid.sum() + a.disc_weight * bce
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(((ce * valid.flatten()).sum() / valid.sum()).item())
-            if (step + 1) % a.eval_every == 0:
-                y = yardstick_aucs(model, data, dists, torch.device("cpu"), 64, torch.no_grad)
-                print(f"step {step + 1:5d}  mlm {np.mean(losses[-a.eval_every:]):.3f}  "
-                      f"unigram_auc {y['eval_unigram_auc']:.3f}  uniform_auc {y['eval_uniform_auc']:.3f}  "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
-            continue
         h = model.electra(corrupted, att, types, batch.get("position_ids"))  # (B, T, H)
         logits = model.discriminator_predictions(h)
         loss = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * att).sum() / att.sum()
