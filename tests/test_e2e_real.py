@@ -40,7 +40,7 @@ def run300(tmp_path_factory):
     electra("data", "build", "--input", SHARED / "corpus", "--tokenizer", root / "tok", "--max-seq-length", 128,
             "--out", root / "data")
     electra("pretrain", "--preset", "tiny", "--data", root / "data", "--out", root / "run", "--max-steps", 300,
-            "--set", "train.log_every=1", "--set", "train.save_every=150", "--set", "train.eval_every=150")
+            "--set", "train.log_every=1", "--set", "train.save_every=50", "--set", "train.eval_every=150")
     return root
 
 
@@ -67,16 +67,17 @@ def test_generator_learns_and_discriminator_beats_the_base_rate(run300):
     assert margin(last) > 0.002
 
 
-def test_resume_from_step_150_reproduces_steps_151_to_300(run300, tmp_path):
-    # The uninterrupted run wrote checkpoints at 150 and 300; a copy that only has the first is exactly a
-    # run stopped (or killed) right after step 150.
+def test_resume_from_step_250_reproduces_steps_251_to_300(run300, tmp_path):
+    # The uninterrupted run kept its newest checkpoints, 250 and 300 (and the best one); a copy without the
+    # last is exactly a run stopped (or killed) right after step 250 (past its evaluation at 150).
     run = tmp_path / "run"
     shutil.copytree(run300 / "run", run)
+    assert {"step-00000250", "step-00000300"} <= {p.name for p in (run / "checkpoints").glob("step-*")}
     shutil.rmtree(run / "checkpoints" / "step-00000300")
     electra("pretrain", "--data", run300 / "data", "--out", run, "--resume")
     a, b = _train_records(run300 / "run"), _train_records(run)
-    assert [r["step"] for r in b] == list(range(1, 301))  # the log was cut back to 150, then continued
-    for ra, rb in zip(a[150:], b[150:]):
+    assert [r["step"] for r in b] == list(range(1, 301))  # the log was cut back to 250, then continued
+    for ra, rb in zip(a[250:], b[250:]):
         assert abs(ra["gen_loss"] - rb["gen_loss"]) <= 1e-5 and abs(ra["disc_loss"] - rb["disc_loss"]) <= 1e-5
 
 
