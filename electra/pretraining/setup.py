@@ -107,6 +107,9 @@ def build_run(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
         write_json(out / "config.json", cfg.to_dict())
     # The data's token distributions, which the held-out yardstick corrupts with (the same for every run on it).
     distributions = token_distributions(data) if cfg.train.trains_detector() else None
+    noise_cdf = noise_for(cfg, distributions, device)  # hybrid has a binary discriminator: distributions exist
+    health = health_monitor(cfg, data, distributions)
+    # Last, what holds a file or a thread open (Run.close closes them).
     resume_step = state["step"] if resume else None
     log = MetricsLog(out / "metrics.jsonl", resume_step, ScalarSinks(cfg.log, out, resume_step, cfg.to_dict())) \
         if d.is_main else None
@@ -115,10 +118,8 @@ def build_run(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
                          pin_memory=device.type == "cuda")
     return Run(cfg=cfg, model=model, step_fn=step_fn, optimizer=optimizer, device=device,
                autocast=autocast_for(device, t.precision), d=d, accumulation=accumulation, state=state, out=out,
-               data=data, stream=stream, select=select, word_boundaries=word_boundaries,
-               noise_cdf=noise_for(cfg, distributions, device),  # hybrid has a binary discriminator: these exist
-               distributions=distributions, health=health_monitor(cfg, data, distributions), log=log, sharded=sharded,
-               plain=plain, resumed=resume)
+               data=data, stream=stream, select=select, word_boundaries=word_boundaries, noise_cdf=noise_cdf,
+               distributions=distributions, health=health, log=log, sharded=sharded, plain=plain, resumed=resume)
 
 
 def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
