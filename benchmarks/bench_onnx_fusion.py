@@ -28,11 +28,11 @@ from electra.finetuning.predict import load_finetuned, resolve_finetuned
 def export(model, task: str, max_len: int, folder: Path, fused: bool) -> dict[str, Path]:
     fp32, int8 = folder / "model.onnx", folder / "model.int8.onnx"
     if fused:
-        onnx_export._export_graph(model, task, max_len, fp32)
-        onnx_export._fuse_for_onnxruntime(fp32, model.config)
+        graph, _ = onnx_export._fuse_for_onnxruntime(onnx_export._export_graph(model, task, max_len), model.config)
     else:  # the graph of SDPA, as the exporter makes it
         with _sdpa_export():
-            onnx_export._export_graph(model, task, max_len, fp32)
+            graph = onnx_export._export_graph(model, task, max_len)
+    fp32.write_bytes(graph.SerializeToString())
     onnx_export._quantize(fp32, int8)
     return {"fp32": fp32, "int8": int8}
 

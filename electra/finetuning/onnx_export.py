@@ -87,10 +87,10 @@ def max_difference(model, onnx_model: OnnxModel, features: list[dict], pad_id: i
     return result
 
 
-def _export_graph(model, task_name: str, max_len: int, path: Path) -> int | None:
+def _export_graph(model, task_name: str, max_len: int):
     """torch.onnx.export with the dynamo exporter: dynamic batch and sequence axes. The sample has two rows and
     is not at either bound (the exporter refuses a dynamic dimension of size 1 in its sample). Returns the
-    graph's ONNX opset."""
+    graph (an onnx ModelProto)."""
     n = min(16, max_len)
     ids = torch.full((2, n), 5, dtype=torch.int64)
     mask = torch.ones_like(ids)
@@ -109,7 +109,10 @@ def _export_graph(model, task_name: str, max_len: int, path: Path) -> int | None
     for node in proto.graph.node:  # the exporter's per-node provenance (Python stack traces, FX names): not needed
         del node.metadata_props[:]
     _split_mask_unsqueeze(proto)
-    write_bytes(path, proto.SerializeToString())
+    return proto
+
+
+def _opset(proto) -> int | None:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
 
 
@@ -119,11 +122,12 @@ def _split_mask_unsqueeze(proto) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     graph = proto.graph
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    initializers = {i.name: i for i in graph.initializer}  # (read only where needed: the weights are in here)
     nodes = []
     for node in graph.node:
         if node.op_type == "Unsqueeze" and node.input[0] == INPUT_NAMES[1] and len(node.input) == 2 \
-                and constants.get(node.input[1]) is not None and constants[node.input[1]].tolist() == [1, 2]:
+                and node.input[1] in initializers \
+                and numpy_helper.to_array(initializers[node.input[1]]).tolist() == [1, 2]:
             first, second = f"{node.name}_axis1", f"{node.name}_axis2"
             graph.initializer.extend([helper.make_tensor(first, TensorProto.INT64, [1], [1]),
                                       helper.make_tensor(second, TensorProto.INT64, [1], [2])])
@@ -135,20 +139,20 @@ def _split_mask_unsqueeze(proto) -> None:
     graph.node.extend(nodes)
 
 
-def _fuse_for_onnxruntime(path: Path, config) -> dict[str, int]:
-    """ONNX Runtime's transformer optimizer on the exported graph, in place: BERT's attention (with the raw 2-D
-    mask, so any padding works), bias + GELU and residual + LayerNorm each become one of its fused operators
-    (the com.microsoft domain; the graph then runs on ONNX Runtime only). Returns how many of each it made."""
+def _fuse_for_onnxruntime(proto, config):
+    """ONNX Runtime's transformer optimizer on the exported graph: BERT's attention (with the raw 2-D mask, so any
+    padding works), bias + GELU and residual + LayerNorm each become one of its fused operators (the
+    com.microsoft domain; the graph then runs on ONNX Runtime only). Returns the fused graph and how many of each
+    operator it made."""
     from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     options = FusionOptions("bert")
     options.attention_mask_format = AttentionMaskFormat.AttentionMask
     with _quiet():
-        optimized = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+        optimized = optimize_model(proto, model_type="bert", num_heads=config.num_attention_heads,
                                    hidden_size=config.hidden_size, opt_level=0, optimization_options=options)
-    write_bytes(path, optimized.model.SerializeToString())
-    return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+    return optimized.model, {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
 
 
 def _quantize(fp32: Path, int8: Path) -> None:
@@ -227,8 +231,10 @@ def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False, dev
                               "opset": None, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                               "parity_sample": sample_text, "parity_tolerance": PARITY_TOLERANCE}
     with AtomicDir(out) as tmp:
-        record["opset"] = _export_graph(model, task.name, max_len, tmp / ONNX_FILE)
-        record["fused"] = _fuse_for_onnxruntime(tmp / ONNX_FILE, model.config)
+        graph = _export_graph(model, task.name, max_len)
+        record["opset"] = _opset(graph)
+        graph, record["fused"] = _fuse_for_onnxruntime(graph, model.config)
+        write_bytes(tmp / ONNX_FILE, graph.SerializeToString())
         fp32 = OnnxModel(tmp / ONNX_FILE, model.config, task.name)
         parity = max_difference(model, fp32, sample, pad)
         if max(parity.values()) > PARITY_TOLERANCE:
