@@ -444,7 +444,7 @@ def create_app(model: Any, options: ServeOptions | Mapping[str, Any] | None = No
     async def ready():
         if not service.ready:
             return error_response(503, f"not ready: {service.not_ready_reason}", {"Retry-After": "1"})
-        return {"status": "ready"}
+        return {"status": "ready", "pid": os.getpid()}  # with --workers N: which worker is ready
 
     @app.get("/info", summary="The model and the service's limits")
     async def info():
