@@ -53,15 +53,12 @@ from torch import nn  # noqa: E402
 
 from electra.config import PRESETS, ModelConfig, PretrainConfig, preset_config  # noqa: E402
 from electra.model import ElectraForSequenceClassification  # noqa: E402
+from electra.pretraining.batches import mask_batch, max_selected  # noqa: E402
 from electra.pretraining.flops import encoder_forward_flops, hf_pretrain_flops_per_step, pretrain_flops_per_step  # noqa: E402
-from electra.pretraining.masking import mask_batch, max_selected  # noqa: E402
-from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
-from electra.pretraining.replaced_tokens import gumbel_sample  # noqa: E402
-
-from electra.pretraining.schedule import learning_rate  # noqa: E402
+from electra.pretraining.objective import ElectraPretrainer, gumbel_sample  # noqa: E402
 from electra.pretraining.setup import Run, build_optimizer, parameter_groups  # noqa: E402
 from electra.pretraining.stats import STAT_NAMES  # noqa: E402
-from electra.pretraining.step import train_step  # noqa: E402
+from electra.pretraining.step import learning_rate, train_step  # noqa: E402
 from electra.runtime.device import autocast_for, fused_adamw  # noqa: E402
 
 VOCAB = 30522

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic import make_data_dir  # noqa: E402
 
 from electra.config import preset_config  # noqa: E402
-from electra.data.loader import BatchStream, PretrainingData  # noqa: E402
+from electra.data.loader import PretrainingData  # noqa: E402
+from electra.pretraining.batches import BatchStream, masked_on_device  # noqa: E402
 from electra.pretraining.objective import ElectraPretrainer  # noqa: E402
-from electra.pretraining.masking import masked_on_device  # noqa: E402
 from electra.pretraining.setup import Run, build_optimizer  # noqa: E402
 from electra.pretraining.step import train_step  # noqa: E402
 from electra.runtime.device import autocast_for  # noqa: E402

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import preset_config
-from electra.data.loader import BatchStream, PretrainingData, cut_into_windows, token_distributions
+from electra.data.loader import PretrainingData, token_distributions
 from electra.model import ElectraForPreTraining
-from electra.pretraining.masking import mask_batch
-from electra.pretraining.schedule import learning_rate
+from electra.pretraining.batches import BatchStream, cut_into_windows, mask_batch
 from electra.pretraining.setup import build_optimizer
+from electra.pretraining.step import learning_rate
 from electra.pretraining.yardstick import yardstick_aucs
 
 

@@ -17,16 +17,15 @@ from torch import nn
 
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
-from electra.pretraining.export import export_run, load_encoder_source
 from electra.pretraining.algorithms import (RewardBaseline, algorithm_state, init_discriminator_from_generator,
                                             load_algorithm_state)
-from electra.pretraining.masking import mask_batch
-from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.batches import mask_batch
+from electra.pretraining.export import export_run, load_encoder_source
+from electra.pretraining.objective import ElectraPretrainer, gumbel_sample
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.replaced_tokens import gumbel_sample
 from electra.pretraining.setup import build_model
 from electra.pretraining.stats import STAT_NAMES
-from electra.pretraining.schedule import learning_rate, phase_at, schedule_position
+from electra.pretraining.step import learning_rate, phase_at, schedule_position
 from electra.pretraining.variants import GradientDisentangledEmbedding
 from electra.runtime.checkpoint import checkpoint_dirs, load_run_config
 

@@ -97,11 +97,11 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 
 def test_training_never_imports_a_measuring_instrument():
-    """The step and what builds it (setup, the objective, masking) reach neither the held-out yardstick nor the
+    """The step and what builds it (setup, the objective, the batches and masking) reach neither the held-out yardstick nor the
     held-out evaluation: they measure training, training does not depend on them."""
     graph = import_graph()
     for module in ("electra.pretraining.step", "electra.pretraining.setup", "electra.pretraining.objective",
-                   "electra.pretraining.masking"):
+                   "electra.pretraining.batches", "electra.pretraining.word_masking"):
         assert not reachable(graph, module) & {"electra.pretraining.yardstick", "electra.pretraining.evaluation"}, module
 
 
@@ -295,3 +295,47 @@ def test_the_version_is_pyprojects():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert __version__ == project["version"]
+
+
+def test_one_default_batch_runs_through_the_files_the_page_walks(tmp_path):
+    """The page's walk is the code's: the pre-training files a default batch and step execute (traced, from the
+    stream's next batch to the optimiser step) are the page's table, which lists at most six. Layers below the
+    path (config, the data layer's shard reader, runtime/) do not count, as torch does not; of setup.py, which
+    builds the Run once, the path may only read the Run's ``step``."""
+    import sys as _sys
+
+    from synthetic import make_data_dir
+
+    from electra.pretraining.setup import build_run
+    from electra.pretraining.step import train_step
+    from electra.runtime.distributed import Dist
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    walk = page[page.index("## One batch, from a shard to a checkpoint"):page.index("One optimiser step:")]
+    table = re.findall(r"^\| \d \| `(electra/[\w/.]+\.py)` \|", walk, re.M)
+    assert 4 <= len(table) <= 6 and table[0] == "electra/pretraining/pretrain.py"
+
+    run = build_run(Dist(), make_data_dir(tmp_path / "data"), tmp_path / "run", "tiny", max_steps=2,
+                    overrides=["train.batch_size=8"])
+    executed: set[str] = set()
+    setup_calls: set[str] = set()
+
+    def record(frame, event, arg):
+        path = Path(frame.f_code.co_filename)
+        if event == "call" and PACKAGE in path.parents:
+            executed.add(path.relative_to(ROOT).as_posix())
+            if path.name == "setup.py":
+                setup_calls.add(frame.f_code.co_name)
+
+    try:
+        _sys.setprofile(record)
+        try:
+            train_step(run, run.batches.next(run.step))
+        finally:
+            _sys.setprofile(None)
+    finally:
+        run.close()
+    assert setup_calls == {"step"}
+    below = ("electra/config.py", "electra/data/", "electra/runtime/", "electra/pretraining/setup.py")
+    on_path = {p for p in executed if not p.startswith(below)}
+    assert on_path == set(table) - {"electra/pretraining/pretrain.py"}, sorted(on_path)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from electra.config import apply_overrides, preset_config
-from electra.pretraining import schedule, setup, step
+from electra.pretraining import setup, step
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.stats import STAT_NAMES
 
@@ -44,7 +44,7 @@ def test_the_benchmark_times_the_training_loops_step():
         timed_loss = timed(batch)
         result = step.train_step(run, bench.masked(batch, cfg, i))
         run.state["step"] = i + 1
-        assert result.lr == schedule.step_learning_rate(i, cfg.train) > 0
+        assert result.lr == step.step_learning_rate(i, cfg.train) > 0
         s = dict(zip(STAT_NAMES, result.stats.tolist()))
         loss = s["mlm_loss_sum"] / s["num_selected"] + cfg.train.disc_weight * s["disc_loss_sum"] / s["disc_terms"]
         assert float(timed_loss) == pytest.approx(loss, rel=1e-6)  # float32 on one side, float64 here

@@ -8,11 +8,11 @@ import pytest
 import torch
 from synthetic import SMALL_RUN, SPECIAL_IDS, make_data_dir
 
-from electra.pretraining.detection import binary_auc, label_entropy
-from electra.pretraining.masking import candidate_mask
-from electra.pretraining.pretrain import pretrain
 from electra.data.loader import (PretrainingData, eval_batches, token_distributions, uniform_distribution,
                                  unigram_distribution)
+from electra.pretraining.batches import candidate_mask
+from electra.pretraining.pretrain import pretrain
+from electra.pretraining.stats import binary_auc, label_entropy
 from electra.pretraining.yardstick import YARDSTICK_MASK_PROB, yardstick_aucs, yardstick_corruption
 
 

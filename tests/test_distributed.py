@@ -19,7 +19,7 @@ from electra.config import TrainConfig
 from electra.errors import UserError
 from electra.pretraining.pretrain import pretrain
 from electra.pretraining.setup import check_world
-from electra.pretraining.schedule import dropout_seed
+from electra.pretraining.step import dropout_seed
 from electra.runtime.distributed import Dist, run_device
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from electra.config import ModelConfig, TrainConfig, apply_overrides, preset_config
 from electra.errors import UserError
+from electra.pretraining.batches import masked_on_device
 from electra.pretraining.flops import training_flops_per_step
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.setup import build_model
-from electra.pretraining.masking import masked_on_device
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 CFG = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

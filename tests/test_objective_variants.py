@@ -16,18 +16,17 @@ from synthetic import SPECIAL_IDS, make_data_dir
 from electra.config import ModelConfig, apply_overrides, preset_config
 from electra.errors import UserError
 from electra.interop.hf import load_hf_state
-from electra.pretraining.export import export_run, load_encoder_source, load_pretrainer_from_hf
 from electra.model import ElectraForMaskedLM, ElectraForPreTraining
-from electra.pretraining.keyed_random import keyed_uniform
-from electra.pretraining.masking import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, continuation_flags,
-                                         make_selector, mask_batch, max_selected, selected_mask, span_lengths,
-                                         span_positions, whole_word_positions, word_starts)
-from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.batches import (BERT_MASK_TOKEN_PROB, BERT_RANDOM_TOKEN_PROB, keyed_uniform, mask_batch,
+                                         max_selected, selected_mask)
+from electra.pretraining.export import export_run, load_encoder_source, load_pretrainer_from_hf
+from electra.pretraining.objective import ElectraPretrainer, gumbel_sample
 from electra.pretraining.pretrain import pretrain
-from electra.pretraining.replaced_tokens import gumbel_sample
 from electra.pretraining.setup import build_model
 from electra.pretraining.stats import STAT_NAMES
 from electra.pretraining.variants import GradientDisentangledEmbedding, copy_mixture_log_prob, exportable
+from electra.pretraining.word_masking import (continuation_flags, make_selector, span_lengths, span_positions,
+                                              whole_word_positions, word_starts)
 from electra.runtime.checkpoint import load_run_config
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
@@ -112,7 +111,7 @@ def test_mlm_corruption_is_80_10_10():
     ("electra", "bert", 0.80, 0.10), ("mlm", "electra", 0.85, 0.0)])
 def test_train_corruption_picks_the_masked_lm_input(objective, corruption, masked, random_share):
     from electra.config import TrainConfig
-    from electra.pretraining.masking import masked_on_device
+    from electra.pretraining.batches import masked_on_device
     ids, attn, types, _ = _batch(B=1024, T=64)
     batch = {"input_ids": ids, "attention_mask": attn, "token_type_ids": types, "keys": torch.arange(1024)}
     t = TrainConfig(objective=objective, corruption=corruption)

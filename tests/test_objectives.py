@@ -8,13 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from electra.config import ModelConfig, TrainConfig, preset_config
-from electra.pretraining.keyed_random import keyed_uniform
-from electra.pretraining.masking import mask_batch, select_positions, selected_mask
-from electra.pretraining.objective import ElectraPretrainer
-from electra.pretraining.replaced_tokens import gumbel_sample, replaced_labels
+from electra.pretraining.batches import keyed_uniform, mask_batch, select_positions, selected_mask
+from electra.pretraining.objective import ElectraPretrainer, gumbel_sample, replaced_labels
 from electra.pretraining.setup import parameter_groups
 from electra.pretraining.stats import summarise_stats
-from electra.pretraining.schedule import learning_rate
+from electra.pretraining.step import learning_rate
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 DISC = ModelConfig(vocab_size=97, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -262,16 +260,16 @@ def test_prior_initialised_discriminator_learns_where_a_zero_bias_one_stalls():
 
 def test_every_use_of_the_keyed_hash_has_its_own_salt():
     # Two uses sharing a salt would draw the same numbers (selection would correlate with the [MASK] choice), so
-    # all salts live in keyed_random.py, distinct, and no other module defines one.
+    # all salts live in batches.py (its keyed randomness), distinct, and no other module defines one.
     import ast
     from pathlib import Path
 
-    from electra.pretraining import keyed_random
-    salts = {name: value for name, value in vars(keyed_random).items() if name.startswith("SALT_")}
+    from electra.pretraining import batches
+    salts = {name: value for name, value in vars(batches).items() if name.startswith("SALT_")}
     assert len(salts) == 8 and len(set(salts.values())) == len(salts)
-    package = Path(keyed_random.__file__).parent
+    package = Path(batches.__file__).parent
     for path in package.glob("*.py"):
-        if path.name == "keyed_random.py":
+        if path.name == "batches.py":
             continue
         assigned = {t.id for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assign)
                     for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)}

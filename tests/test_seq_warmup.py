@@ -8,9 +8,9 @@ from synthetic import SMALL_RUN as SMALL
 from synthetic import make_data_dir
 
 from electra.config import ModelConfig, TrainConfig
-from electra.data.loader import WINDOW_KEY_OFFSET, cut_into_windows
 from electra.errors import UserError
 from electra.model import ElectraEmbeddings
+from electra.pretraining.batches import WINDOW_KEY_OFFSET, cut_into_windows
 from electra.pretraining.pretrain import pretrain
 
 WARMUP = ["train.short_seq_length=8", "train.short_seq_steps=6"]

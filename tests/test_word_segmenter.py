@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from electra.data.corpus import build_dataset
-from electra.data.loader import PretrainingData, cut_into_windows, eval_batches
+from electra.data.loader import PretrainingData, eval_batches
 from electra.data.tokenizer import load_tokenizer, train_tokenizer
 from electra.errors import UserError
-from electra.pretraining.masking import candidate_mask, make_selector
+from electra.pretraining.batches import candidate_mask, cut_into_windows
+from electra.pretraining.word_masking import make_selector
 
 GOLD = [
     "我们 喜欢 自然 语言 处理 。",

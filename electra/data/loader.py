@@ -1,18 +1,12 @@
-"""Read the token shards that ``electra data build`` writes, and stream shuffled batches from them.
-
-The data order is a pure function of (seed, stream position): the example at
-global stream position ``i`` is ``permutation_e[i % N]`` with ``e = i // N`` the
-epoch and ``permutation_e`` drawn from ``(seed, e)``. A run's whole data state is
-therefore one integer, the position, which makes resume exact, and ranks of a
-distributed run take disjoint slices of the same global batch. The position is
-also the example's *key* for masking and sampling (see pretraining/objective.py).
+"""Read the token shards that ``electra data build`` writes: a data folder's manifest and memory-mapped shards
+(``PretrainingData``), rows as tensors (``to_batch``), the held-out slice every evaluation reads, and the data's
+token distributions. Pre-training's training stream over these rows, shuffled and keyed by stream position, is
+pretraining/batches.py's ``BatchStream``.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,111 +108,6 @@ def to_batch(ids: np.ndarray, types: np.ndarray, keys: np.ndarray, pad_id: int,
     if starts is not None:
         batch["word_starts"] = torch.from_numpy(starts[:, :length].copy())
     return batch
-
-
-# Window keys live far above any example key (stream positions), so a window never shares its
-# masking pattern with a whole example.
-WINDOW_KEY_OFFSET = 1 << 48
-
-
-def cut_into_windows(batch: dict[str, torch.Tensor], length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Sequence-length warm-up: cut each (B, T) row into consecutive windows of ``length`` tokens.
-
-    Returns (B', length) rows, B' <= B * ceil(T / length): every real token once, in order; windows of
-    padding only are dropped (nothing in them to train on, and no compute spent on them). Each window gets
-    its own masking key, derived from its example's key, so the corruption stays a function of the data
-    position (exact resume) and differs between windows.
-
-    Why: at initialisation attention is uniform, so the one neighbour that predicts a masked token is 1/T
-    of what a position sees; at T = 64-128 a small model sits at the unigram plateau for thousands of steps,
-    at T = 8 it leaves within hundreds; growing the windows in stages (``train.short_seq_schedule=doubling``)
-    keeps what it learned when whole examples return (docs/finetune.md).
-    """
-    B, T = batch["input_ids"].shape
-    n = -(-T // length)  # windows per row
-    extra = n * length - T
-    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "word_starts": False}
-    # pad the columns up to a multiple of length, then (B * n, length)
-    rows = {k: torch.nn.functional.pad(batch[k], (0, extra), value=v).reshape(B * n, length)
-            for k, v in fill.items() if k in batch}
-    window_keys = WINDOW_KEY_OFFSET + batch["keys"][:, None] * n + torch.arange(n)  # (B, n)
-    # Each window keeps the positions its tokens had, so every position embedding trains during the
-    # warm-up (starting every window at 0 would train only the first ``length``). This alone did not stop
-    # the fall back to the plateau at a switch from 8 to 128 tokens; the doubling schedule did
-    # (docs/finetune.md). The padding columns added above sit past T and reuse position T - 1.
-    position_ids = torch.arange(n * length).clamp(max=T - 1).reshape(n, length).repeat(B, 1)  # (B * n, length)
-    keep = rows["attention_mask"].any(1)  # (B * n,)
-    return {**{k: v[keep] for k, v in rows.items()}, "keys": window_keys.reshape(-1)[keep],
-            "position_ids": position_ids[keep]}
-
-
-class BatchStream:
-    """Endless shuffled training batches from ``position`` on, prepared by a background thread.
-
-    Each call to ``next`` returns this rank's share of one global batch of ``batch_size``
-    examples: rank r of w takes stream positions [p + r*B/w, p + (r+1)*B/w).
-    """
-
-    def __init__(self, data: PretrainingData, batch_size: int, position: int, seed: int,
-                 rank: int = 0, world_size: int = 1, prefetch: int = 4, pin_memory: bool = False):
-        if batch_size % world_size:
-            raise UserError(f"batch size {batch_size} is not divisible by the {world_size} processes")
-        self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
-        self.n = data.num_examples("train")
-        self._perm_cache: dict[int, np.ndarray] = {}
-        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(position,), daemon=True)
-        self._thread.start()
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
-        return self._perm_cache[epoch]
-
-    def positions_to_indices(self, positions: np.ndarray) -> np.ndarray:
-        out = np.empty_like(positions)
-        epochs = positions // self.n
-        for e in np.unique(epochs):
-            rows = epochs == e
-            out[rows] = self._permutation(int(e))[positions[rows] % self.n]
-        return out
-
-    def _produce(self, position: int) -> None:
-        share = self.batch_size // self.world_size
-        try:
-            while not self._stop.is_set():
-                start = position + self.rank * share
-                keys = np.arange(start, start + share, dtype=np.int64)
-                indices = self.positions_to_indices(keys)
-                ids, types = self.data.examples("train", indices)
-                batch = to_batch(ids, types, keys, self.data.special_ids["pad"],
-                                 self.data.word_starts("train", indices))
-                if self.pin_memory:
-                    batch = {k: v.pin_memory() for k, v in batch.items()}
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                position += self.batch_size
-        except BaseException as e:  # surface data errors in the training thread
-            self._queue.put(e)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def eval_batches(data: PretrainingData, num_examples: int, batch_size: int):

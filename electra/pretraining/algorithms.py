@@ -17,7 +17,7 @@ config.json when the run is created). The switch is a function of the step index
 (0-based) ``init_discriminator_from_generator`` copies the generator's encoder into the discriminator. A
 checkpoint saved at step n was taken before the copy (it happens on resume); one saved after it holds the
 copied-then-trained discriminator, and no copy happens on resume. Each stage has its own learning-rate schedule
-(schedule.py's ``schedule_position``): warm-up and linear decay over stage one, then again over stage two, as two runs would.
+(step.py's ``schedule_position``): warm-up and linear decay over stage one, then again over stage two, as two runs would.
 
 The adversarial baseline (``RewardBaseline``) is a bias-corrected moving average of the mean reward per step, a
 buffer outside the state dict (so checkpoints and exports stay plain networks); the run keeps it in the
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from electra.pretraining.masking import MaskedBatch
+from electra.pretraining.batches import MaskedBatch
 from electra.pretraining.stats import generator_sums, stack_stats
 from electra.pretraining.variants import GradientDisentangledEmbedding
 

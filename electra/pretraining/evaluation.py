@@ -7,7 +7,7 @@ import torch
 
 from electra.config import PretrainConfig, TrainConfig
 from electra.data.loader import PretrainingData, eval_batches
-from electra.pretraining.masking import Selector, masked_on_device
+from electra.pretraining.batches import Selector, masked_on_device
 from electra.pretraining.objective import ElectraPretrainer
 from electra.pretraining.stats import STAT_NAMES, summarise_stats
 from electra.pretraining.yardstick import yardstick_aucs

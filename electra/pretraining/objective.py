@@ -1,4 +1,5 @@
-"""``ElectraPretrainer``: the generator and the discriminator, and the loss of one pre-training step.
+"""``ElectraPretrainer``: the generator and the discriminator, and the loss of one pre-training step for every
+``train.objective``.
 
 The default step, ELECTRA's, reads top to bottom in ``forward``: ``generate`` (the generator's masked LM at the
 selected positions, and its samples there), then ``detect`` (the discriminator's "replaced?" for every token),
@@ -6,12 +7,14 @@ then the joint loss MLM + λ·disc. The paper's ablations and algorithms are sep
 same two passes, registered rather than branched on:
 
 - ``OBJECTIVE_STEPS``, one step per ``train.objective``: ``electra_step``; electra15 is the same step (it only
-  changes which tokens ``detect`` scores); mlm, replace_mlm, all_tokens_mlm ``variants.masked_lm_step``; hybrid
-  ``variants.hybrid_step``. The networks and ``generator.sharing`` are variants.py's.
+  changes which tokens ``detect`` scores); mlm, replace_mlm, all_tokens_mlm ``masked_lm_step``; hybrid
+  ``hybrid_step``. The ablations' networks and ``generator.sharing`` are variants.py's.
 - ``algorithms.PHASE_STEPS``, one step per phase of ``train.algorithm`` two_stage and adversarial, for every phase
   but ``joint``.
 
-Selection and the generator's input are made before the step (masking.py); the sums it returns are stats.py's.
+How tokens are replaced and judged (below the class): the generator's masked-LM losses at the selected slots,
+Gumbel-max sampling of its replacements (keyed randomness, batches.py), and the discriminator's labels.
+Selection and the generator's input are made before the step (batches.py); the sums it returns are stats.py's.
 
 Shapes: B batch, T length, P selected slots per row, V vocabulary.
 """
@@ -28,11 +31,9 @@ from torch import nn
 from electra.config import ModelConfig
 from electra.model import ElectraForMaskedLM
 from electra.pretraining.algorithms import PHASE_STEPS, PHASES, RewardBaseline
-from electra.pretraining.masking import MaskedBatch
-from electra.pretraining.replaced_tokens import replaced_labels, sample_replacements, selected_losses
-from electra.pretraining.stats import STAT_NAMES, detector_sums, generator_sums, stack_stats
-from electra.pretraining.variants import (MASKED_LM_OBJECTIVES, hybrid_step, masked_lm_step, pretraining_network,
-                                          share_weights)
+from electra.pretraining.batches import SALT_GUMBEL, MaskedBatch, fold64, keyed_uniform
+from electra.pretraining.stats import STAT_NAMES, corrupted_stats, detector_sums, generator_sums, stack_stats
+from electra.pretraining.variants import copy_mixture_argmax, copy_mixture_log_prob, pretraining_network, share_weights
 
 
 class GeneratorPass(NamedTuple):
@@ -173,6 +174,129 @@ def electra_step(model: ElectraPretrainer, mb: MaskedBatch, seed: int, disc_weig
     det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
     loss = gen.losses.sum() / num_selected_total + disc_weight * det.losses.sum() / det.num_scored_total
     return loss, model.step_stats(mb, gen, det)
+
+
+# --------------------------------------------------------------------------- how tokens are replaced and judged
+
+def selected_losses(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """A masked LM's cross-entropy at the selected slots, float32 (B, P), zero at invalid slots.
+
+    logits (B, P, V), any float dtype; targets (B, P) the original tokens; valid (B, P) bool."""
+    B, P = targets.shape
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(B, P) * valid.float()
+
+
+def gumbel_sample(logits: torch.Tensor, example_keys: torch.Tensor, positions: torch.Tensor,
+                  seed: int) -> torch.Tensor:
+    """Sample one token per row from softmax(logits) by Gumbel-max, in float32.
+
+    logits: (..., V), any float dtype; example_keys, positions: (...) int64 — which example and which
+    position in it each row belongs to (the noise depends on nothing else). Returns (...) int64.
+    float32 matters: Gumbel noise in fp16/bf16 overflows to inf and yields NaNs or a biased argmax.
+    """
+    vocab = torch.arange(logits.shape[-1], device=logits.device)
+    u = keyed_uniform(seed, SALT_GUMBEL, fold64(example_keys)[..., None], positions[..., None], vocab)  # (..., V)
+    gumbel = -torch.log(-torch.log(u))
+    return (logits.detach().float() + gumbel).argmax(dim=-1)
+
+
+@torch.no_grad()
+def sample_replacements(gen_logits: torch.Tensor, mb: MaskedBatch, targets: torch.Tensor, seed: int) -> torch.Tensor:
+    """The corrupted input (B, T): generator samples at the selected positions, the original elsewhere.
+
+    gen_logits (B, P, V); targets (B, P), the original tokens there. Argmax carries no gradient, so
+    nothing flows back through the sample.
+    """
+    B, P = targets.shape
+    sampled = gumbel_sample(gen_logits, mb.keys[:, None].expand(B, P), mb.positions, seed)  # (B, P)
+    sampled = torch.where(mb.valid, sampled, targets)  # unused slots keep their token
+    return mb.input_ids.scatter(1, mb.positions, sampled)  # (B, T)
+
+
+def replaced_labels(original: torch.Tensor, corrupted: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """1.0 where the discriminator's input differs from the original: a correct guess counts as original."""
+    return ((original != corrupted) & attention_mask.bool()).float()
+
+
+# --------------------------------------------------------------------------- the ablations' steps
+
+MASKED_LM_OBJECTIVES = ("mlm", "replace_mlm", "all_tokens_mlm")  # the discriminator-sized network is a masked LM
+
+
+def masked_lm_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
+                   num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM (BERT), Replace MLM and All-Tokens MLM for an ``ElectraPretrainer`` (``model``): the discriminator-sized
+    network is a masked LM; no binary loss. Replace/All-Tokens MLM feed it the generator's samples (the generator
+    trains as usual, through ``model.generate``). Returns (loss, STAT_NAMES sums) like ``model.forward``."""
+    targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
+    weight = mb.valid.float()
+    real = mb.attention_mask.float()
+    stats: dict[str, torch.Tensor] = {"num_selected": weight.sum(), "num_tokens": real.sum()}
+    if model.generator is None:  # mlm: BERT's 80/10/10 input
+        loss = torch.zeros((), device=real.device)
+        model_input = mb.generator_input_ids
+    else:
+        gen = model.generate(mb, seed)  # samples instead of [MASK]
+        loss = gen.losses.sum() / num_selected_total
+        model_input = gen.corrupted
+        with torch.no_grad():
+            stats.update(num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum(),
+                         **generator_sums(gen.losses, gen.logits, gen.targets, mb))
+
+    mask = mb.encoder_mask
+    if model.objective == "all_tokens_mlm":
+        # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
+        logits, copy_logits = model.discriminator(model_input, mask, mb.token_type_ids, position_ids=mb.position_ids)
+        nll = -copy_mixture_log_prob(logits, copy_logits, model_input, mb.input_ids) * real  # (B, T)
+        loss = loss + nll.sum() / num_tokens_total
+        with torch.no_grad():
+            predicted = copy_mixture_argmax(logits, copy_logits, model_input)
+            stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=real.sum(),
+                         model_mlm_correct=((predicted == mb.input_ids) & mb.attention_mask.bool()).sum())
+    else:
+        # Predict the original tokens at the selected positions only; logits (B, P, V).
+        logits = model.discriminator(model_input, mask, mb.token_type_ids, positions=mb.positions,
+                                     position_ids=mb.position_ids)
+        nll = selected_losses(logits, targets, mb.valid)
+        loss = loss + nll.sum() / num_selected_total
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets) & mb.valid
+            stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(), model_mlm_correct=correct.sum())
+            if model.generator is None:  # mlm: the model is the network fed the masked input
+                stats.update(corrupted_stats(nll, correct, mb, targets))
+    return loss, stack_stats(**stats)
+
+
+def hybrid_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
+                num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hybrid objective: one encoder pass over the input in which the selected tokens are [MASK] or a
+    ``train.noise`` draw (mb.generator_input_ids). The masked LM predicts the original at every selected
+    position, [MASK] or not; the detector says "replaced?" at every real token not shown as [MASK].
+
+    Loss = MLM (mean over the selected) + λ · BCE (summed over the scored tokens / all real tokens of the
+    global batch). ``seed`` is unused: the noise was drawn with the masking. Both heads read the same hidden states, so the detector learns from representations
+    that the masked LM's dense signal shapes from the first step (COCO-LM, TEAMS; docs/electra.md).
+    """
+    inp = mb.generator_input_ids  # (B, T)
+    h = model.discriminator.electra(inp, mb.encoder_mask, mb.token_type_ids, mb.position_ids)  # (B, T, H)
+    hidden_at = h.gather(1, mb.positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
+    logits = model.generator.generator_lm_head(model.generator.generator_predictions(hidden_at))  # (B, P, V)
+    targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
+    mlm_losses = selected_losses(logits, targets, mb.valid)
+    disc_logits = model.discriminator.discriminator_predictions(h).float()  # (B, T)
+    real = mb.attention_mask.float()
+    scored = real * ~mb.shown_mask  # the detector does not score [MASK] (B, T)
+    labels = replaced_labels(mb.input_ids, inp, mb.attention_mask) * scored
+    disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * scored
+    loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_tokens_total
+    with torch.no_grad():
+        weight = mb.valid.float()
+        correct = (logits.argmax(-1) == targets) & mb.valid
+        stats = stack_stats(num_selected=weight.sum(), num_tokens=real.sum(),
+                            model_mlm_loss_sum=mlm_losses.sum(), model_mlm_correct=correct.sum(),
+                            model_mlm_terms=weight.sum(), **corrupted_stats(mlm_losses, correct, mb, targets),
+                            **detector_sums(disc_logits, labels, disc_losses, scored, mb))
+    return loss, stats
 
 
 # The step of each train.objective (config.OBJECTIVES): (model, micro-batch, seed, λ, the global batch's selected

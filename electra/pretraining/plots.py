@@ -30,7 +30,7 @@ def plot_panels(last: dict[str, Any]) -> list[tuple[str, str]]:
         if "mlm_loss" in last and last["gen_loss"] == 0:  # mlm: no generator (its keys are logged as 0)
             panels = [("corrupted_acc", "masked-LM accuracy at corrupted positions") if key == "gen_loss"
                       else (key, title) for key, title in panels]
-    if "disc_auc" in last:  # the signals that move before accuracy and recall do (electra/detection.py)
+    if "disc_auc" in last:  # the signals that move before accuracy and recall do (stats.py: binary_auc, label_entropy)
         panels[3:3] = [("disc_auc", "discriminator AUC"), ("disc_margin", "discriminator: label entropy - loss")]
     return panels
 

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from electra.config import PretrainConfig, TrainConfig
-from electra.data.loader import PretrainingData, cut_into_windows
+from electra.data.loader import PretrainingData
 from electra.errors import Stopped, UserError
 from electra.model import count_parameters
 from electra.pretraining.algorithms import algorithm_state
@@ -75,11 +75,7 @@ def train(run: Run, progress: bool = True) -> None:
         stop.__enter__()
         stop_at = min(t.max_steps, t.stop_at or t.max_steps)
         while run.step < stop_at:
-            batch = next(run.stream)
-            length = t.window_length(run.step, data.max_seq_length)
-            if length is not None:  # sequence-length warm-up: the same tokens as short windows
-                batch = cut_into_windows(batch, length, data.special_ids["pad"])
-            result = train_step(run, run.masked(batch))
+            result = train_step(run, run.batches.next(run.step))  # stream -> windows -> mask (batches.py)
             if result.switch is not None and log is not None:
                 log.write(result.switch)
             window.add(result.stats, result.grad_norm, result.bad)

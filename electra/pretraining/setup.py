@@ -1,6 +1,6 @@
 """Everything a pre-training run builds before its first step, gathered in one ``Run`` by ``build_run``: the run
 folder and config (new, resumed or from transformers weights), the device and the processes, the model, the
-function that runs its step and the optimiser, the selection function, the data stream, the metrics log and
+function that runs its step and the optimiser, the selection function, the batches (stream -> windows -> mask), the metrics log and
 the health checks."""
 
 from __future__ import annotations
@@ -14,18 +14,19 @@ from typing import Any, Callable
 import torch
 
 from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_init_frequencies, preset_config
-from electra.data.loader import BatchStream, PretrainingData, token_distributions, unigram_distribution
+from electra.data.loader import PretrainingData, token_distributions, unigram_distribution
 from electra.errors import UserError
 from electra.interop.hf import hf_pair_folders
 from electra.pretraining.algorithms import load_algorithm_state
+from electra.pretraining.batches import BatchStream, Selector, TrainingBatches
 from electra.pretraining.export import check_init_vocabulary, init_config_from_hf, load_pretrainer_from_hf
 from electra.pretraining.flops import steps_for_budget
 from electra.pretraining.health import HealthMonitor
 from electra.pretraining.local_init import init_local_attention
-from electra.pretraining.masking import MaskedBatch, Selector, continuation_flags, make_selector, masked_on_device
 from electra.pretraining.objective import ElectraPretrainer
+from electra.pretraining.word_masking import continuation_flags, make_selector
 from electra.runtime.checkpoint import (checkpoint_dirs, latest_good_checkpoint, load_checkpoint, load_run_config,
-                                       load_torch_file)
+                                        load_torch_file)
 from electra.runtime.device import autocast_for, fused_adamw
 from electra.runtime.distributed import Dist, broadcast_object, load_full_optimizer_state, parallelize, run_device
 from electra.runtime.files import AtomicDir, claim_output_folder, copy_tree, mark_owned, write_json
@@ -56,7 +57,7 @@ class Run:
     # The loop's parts.
     out: Path | None = None
     data: PretrainingData | None = None
-    stream: BatchStream | None = None  # the global batches, this rank's slice of each
+    batches: TrainingBatches | None = None  # stream -> windows -> mask: this rank's share of each global batch
     select: Selector | None = None     # whole-word or span selection; None: uniform
     word_boundaries: bool = False      # selection knows WordPiece words
     noise_cdf: torch.Tensor | None = None  # the hybrid objective's replacement distribution, cumulative (V,)
@@ -76,14 +77,9 @@ class Run:
         """The optimiser step about to be made (0-based): the number made so far."""
         return self.state["step"]
 
-    def masked(self, batch: dict[str, torch.Tensor]) -> MaskedBatch:
-        """A loader batch on the device, masked by the run's policy (masking.py)."""
-        return masked_on_device(batch, self.data.special_ids, self.cfg.train, self.device, self.select,
-                                self.cfg.model.vocab_size, self.noise_cdf)
-
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
+        if self.batches is not None:
+            self.batches.close()
         if self.log is not None:
             self.log.close()
 
@@ -116,9 +112,11 @@ def build_run(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     # Every rank reads the same global batches and takes its contiguous slice of each.
     stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
                          pin_memory=device.type == "cuda")
+    batches = TrainingBatches(stream, t, data.special_ids, data.max_seq_length, cfg.model.vocab_size, device, select,
+                              noise_cdf)
     return Run(cfg=cfg, model=model, step_fn=step_fn, optimizer=optimizer, device=device,
                autocast=autocast_for(device, t.precision), d=d, accumulation=accumulation, state=state, out=out,
-               data=data, stream=stream, select=select, word_boundaries=word_boundaries, noise_cdf=noise_cdf,
+               data=data, batches=batches, select=select, word_boundaries=word_boundaries, noise_cdf=noise_cdf,
                distributions=distributions, health=health, log=log, sharded=sharded, plain=plain, resumed=resume)
 
 

@@ -1,18 +1,26 @@
-"""One optimiser step of pre-training, ``train_step(run, mb)``: the step's learning rate, phase and dropout seed
-(schedule.py), the masked batch in micro-batches through the objective, backward, clipping, the non-finite check
-and AdamW. The loop (pretrain.py) and the benchmarks (benchmarks/bench_pretrain.py, profile_step.py) all run it.
+"""One optimiser step of pre-training, ``train_step(run, mb)``, and everything a step's index decides.
+
+The step: its learning rate, phase and dropout seed, the masked batch in micro-batches through the objective
+(objective.py), backward, clipping, the non-finite check and AdamW. The loop (pretrain.py) and the benchmarks
+(benchmarks/bench_pretrain.py, profile_step.py) all run it.
+
+The schedules (below the step): the learning rate, the phase (the training algorithm's stage) and the dropout
+seed are each a function of (step, config) alone, so a resumed run recomputes exactly what the uninterrupted one
+had, with no saved state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
+from electra.config import TrainConfig
 from electra.pretraining.algorithms import init_discriminator_from_generator
-from electra.pretraining.masking import MaskedBatch
-from electra.pretraining.schedule import dropout_seed, phase_at, step_learning_rate
+from electra.pretraining.batches import MaskedBatch
 from electra.pretraining.setup import Run
 from electra.pretraining.stats import STAT_NAMES
 from electra.runtime.distributed import all_reduce_sum, no_gradient_sync
@@ -70,7 +78,7 @@ def train_step(run: Run, mb: MaskedBatch) -> StepResult:
 
 
 def enter_phase(run: Run, step: int) -> dict[str, Any] | None:
-    """Put the model in the phase of step ``step`` (schedule.phase_at). At two-stage's switch (the first
+    """Put the model in the phase of step ``step`` (``phase_at``). At two-stage's switch (the first
     discriminator step, n) the discriminator is initialised from the generator; returns the log record then.
 
     The record carries step n + 1, the step it precedes, so a resume from the checkpoint of step n (taken
@@ -83,3 +91,48 @@ def enter_phase(run: Run, step: int) -> dict[str, Any] | None:
     copied, total = init_discriminator_from_generator(run.model)
     return {"event": "two_stage_switch", "step": step + 1, "generator_steps": step,
             "copied_tensors": copied, "discriminator_encoder_tensors": total}
+
+
+# --------------------------------------------------------------------------- what a step's index decides
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps`` times linear decay to 0 at ``max_steps`` (Google's ELECTRA).
+
+    ``step`` is the 0-based index of the update about to be made.
+    """
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    decay = max(0.0, 1.0 - step / cfg.max_steps)
+    return cfg.learning_rate * warmup * decay
+
+
+def schedule_position(step: int, t: TrainConfig) -> tuple[int, TrainConfig]:
+    """``(step within its stage, a config whose max_steps is the stage's length)`` for ``learning_rate``.
+
+    One stage spanning the run except for two-stage training, whose stages are scheduled as two runs: warm-up
+    of ``warmup_steps`` and linear decay to 0 over steps 0..n-1, then again over steps n..max_steps-1.
+    """
+    if t.algorithm != "two_stage":
+        return step, t
+    n = t.two_stage_switch_step()
+    if step < n:
+        return step, dataclasses.replace(t, max_steps=n)
+    return step - n, dataclasses.replace(t, max_steps=t.max_steps - n)
+
+
+def step_learning_rate(step: int, t: TrainConfig) -> float:
+    """The learning rate of optimiser step ``step`` (0-based): per stage for two-stage training."""
+    return learning_rate(*schedule_position(step, t))
+
+
+def phase_at(step: int, t: TrainConfig) -> str:
+    """The phase (algorithms.PHASES) of optimiser step ``step`` (0-based)."""
+    if t.algorithm == "two_stage":
+        return "generator" if step < t.two_stage_switch_step() else "discriminator"
+    return t.algorithm  # joint | adversarial
+
+
+def dropout_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of this step's dropout masks on this rank. Reseeding every step makes the masks a function of
+    (seed, step, rank): a resumed run draws those of the uninterrupted one without saved RNG state, and
+    under torchrun each rank draws its own (one shared seed gave every rank the same masks)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)  # < 2**63

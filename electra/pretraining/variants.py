@@ -21,9 +21,6 @@ from torch import nn
 from electra.config import ModelConfig
 from electra.errors import UserError
 from electra.model import ElectraDiscriminatorPredictions, ElectraForMaskedLM, ElectraForPreTraining
-from electra.pretraining.masking import MaskedBatch
-from electra.pretraining.replaced_tokens import replaced_labels, selected_losses
-from electra.pretraining.stats import corrupted_stats, detector_sums, generator_sums, stack_stats
 
 EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
 
@@ -183,84 +180,3 @@ def load_network_state(network: nn.Module, state: dict[str, torch.Tensor], sourc
         raise UserError(f"{source}: weights lack {missing[0]} (or its shape differs; {len(missing)} in all); "
                         f"is it an ELECTRA model of this architecture?")
     network.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
-
-
-# --------------------------------------------------------------------------- the ablations' losses
-
-MASKED_LM_OBJECTIVES = ("mlm", "replace_mlm", "all_tokens_mlm")  # the discriminator-sized network is a masked LM
-
-
-def masked_lm_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
-                   num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """MLM (BERT), Replace MLM and All-Tokens MLM for an ``ElectraPretrainer`` (``model``): the discriminator-sized
-    network is a masked LM; no binary loss. Replace/All-Tokens MLM feed it the generator's samples (the generator
-    trains as usual, through ``model.generate``). Returns (loss, STAT_NAMES sums) like ``model.forward``."""
-    targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
-    weight = mb.valid.float()
-    real = mb.attention_mask.float()
-    stats: dict[str, torch.Tensor] = {"num_selected": weight.sum(), "num_tokens": real.sum()}
-    if model.generator is None:  # mlm: BERT's 80/10/10 input
-        loss = torch.zeros((), device=real.device)
-        model_input = mb.generator_input_ids
-    else:
-        gen = model.generate(mb, seed)  # samples instead of [MASK]
-        loss = gen.losses.sum() / num_selected_total
-        model_input = gen.corrupted
-        with torch.no_grad():
-            stats.update(num_replaced=replaced_labels(mb.input_ids, model_input, mb.attention_mask).sum(),
-                         **generator_sums(gen.losses, gen.logits, gen.targets, mb))
-
-    mask = mb.encoder_mask
-    if model.objective == "all_tokens_mlm":
-        # Predict every real token with the copy mechanism; logits at all T positions (B, T, V).
-        logits, copy_logits = model.discriminator(model_input, mask, mb.token_type_ids, position_ids=mb.position_ids)
-        nll = -copy_mixture_log_prob(logits, copy_logits, model_input, mb.input_ids) * real  # (B, T)
-        loss = loss + nll.sum() / num_tokens_total
-        with torch.no_grad():
-            predicted = copy_mixture_argmax(logits, copy_logits, model_input)
-            stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=real.sum(),
-                         model_mlm_correct=((predicted == mb.input_ids) & mb.attention_mask.bool()).sum())
-    else:
-        # Predict the original tokens at the selected positions only; logits (B, P, V).
-        logits = model.discriminator(model_input, mask, mb.token_type_ids, positions=mb.positions,
-                                     position_ids=mb.position_ids)
-        nll = selected_losses(logits, targets, mb.valid)
-        loss = loss + nll.sum() / num_selected_total
-        with torch.no_grad():
-            correct = (logits.argmax(-1) == targets) & mb.valid
-            stats.update(model_mlm_loss_sum=nll.sum(), model_mlm_terms=weight.sum(), model_mlm_correct=correct.sum())
-            if model.generator is None:  # mlm: the model is the network fed the masked input
-                stats.update(corrupted_stats(nll, correct, mb, targets))
-    return loss, stack_stats(**stats)
-
-
-def hybrid_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
-                num_tokens_total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hybrid objective: one encoder pass over the input in which the selected tokens are [MASK] or a
-    ``train.noise`` draw (mb.generator_input_ids). The masked LM predicts the original at every selected
-    position, [MASK] or not; the detector says "replaced?" at every real token not shown as [MASK].
-
-    Loss = MLM (mean over the selected) + λ · BCE (summed over the scored tokens / all real tokens of the
-    global batch). ``seed`` is unused: the noise was drawn with the masking. Both heads read the same hidden states, so the detector learns from representations
-    that the masked LM's dense signal shapes from the first step (COCO-LM, TEAMS; docs/electra.md).
-    """
-    inp = mb.generator_input_ids  # (B, T)
-    h = model.discriminator.electra(inp, mb.encoder_mask, mb.token_type_ids, mb.position_ids)  # (B, T, H)
-    hidden_at = h.gather(1, mb.positions[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, H)
-    logits = model.generator.generator_lm_head(model.generator.generator_predictions(hidden_at))  # (B, P, V)
-    targets = mb.input_ids.gather(1, mb.positions)  # (B, P)
-    mlm_losses = selected_losses(logits, targets, mb.valid)
-    disc_logits = model.discriminator.discriminator_predictions(h).float()  # (B, T)
-    real = mb.attention_mask.float()
-    scored = real * ~mb.shown_mask  # the detector does not score [MASK] (B, T)
-    labels = replaced_labels(mb.input_ids, inp, mb.attention_mask) * scored
-    disc_losses = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none") * scored
-    loss = mlm_losses.sum() / num_selected_total + disc_weight * disc_losses.sum() / num_tokens_total
-    with torch.no_grad():
-        weight = mb.valid.float()
-        correct = (logits.argmax(-1) == targets) & mb.valid
-        stats = stack_stats(num_selected=weight.sum(), num_tokens=real.sum(),
-                            model_mlm_loss_sum=mlm_losses.sum(), model_mlm_correct=correct.sum(),
-                            model_mlm_terms=weight.sum(), **corrupted_stats(mlm_losses, correct, mb, targets),
-                            **detector_sums(disc_logits, labels, disc_losses, scored, mb))
-    return loss, stats

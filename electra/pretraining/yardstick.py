@@ -15,9 +15,8 @@ from __future__ import annotations
 import torch
 
 from electra.data.loader import eval_batches
-from electra.pretraining.detection import binary_auc
-from electra.pretraining.keyed_random import SALT_YARDSTICK, fold64, keyed_uniform
-from electra.pretraining.masking import candidate_mask, select_positions
+from electra.pretraining.batches import SALT_YARDSTICK, candidate_mask, fold64, keyed_uniform, select_positions
+from electra.pretraining.stats import binary_auc
 
 # The yardstick's own seed and salt: fixed, so every run on the same data is scored on the same corruption.
 YARDSTICK_SEED = 20200311  # ELECTRA's ICLR 2020 publication date

@@ -8,7 +8,7 @@ How a distributed step equals the single-process one (see pretraining/step.py; f
 same with its own batches, normalising by the global batch's count of loss terms):
 
 - every rank reads the same global batch order and takes its contiguous slice of each global batch
-  (data/loader.py BatchStream), so the examples of a step and their keys (which seed masking and
+  (pretraining/batches.py BatchStream), so the examples of a step and their keys (which seed masking and
   sampling) are those of the single-process run;
 - each rank's loss is normalised by the *global* batch counts (all-reduced, ``all_reduce_sum``), so the
   per-rank gradients *sum* to the full-batch gradient. DDP and FSDP average gradients by default; we make
