@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from electra.data.loader import PretrainingData
+from electra.data.loader import PretrainingData, token_distributions
 from electra.pretraining.evaluation import evaluate
-from electra.pretraining.setup import build_model, build_selector, noise_for, tokenizer_for
-from electra.data.loader import token_distributions
+from electra.pretraining.setup import Run, build_model, build_optimizer, build_selector, noise_for, tokenizer_for
+from electra.pretraining.step import phase_at
 from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
 from electra.runtime.device import autocast_for
 
@@ -37,9 +37,12 @@ def main() -> None:
     model = build_model(cfg)
     state = load_checkpoint(ckpt, model, None, device)
     select, _ = build_selector(cfg, tokenizer_for(data, a.run), device)
-    yardstick = token_distributions(data) if cfg.train.trains_detector() else None
-    stats = evaluate(model, data, cfg, device, autocast_for(device, "fp32"), select, yardstick,
-                     noise_for(cfg, yardstick, device))
+    distributions = token_distributions(data) if cfg.train.trains_detector() else None
+    # The run as its loop evaluated it at this checkpoint: the phase of the last step made, its reward baseline.
+    run = Run(cfg=cfg, model=model, step_fn=model, optimizer=build_optimizer(model, cfg.train, device), device=device,
+              autocast=autocast_for(device, "fp32"), state=state, phase=phase_at(max(0, state["step"] - 1), cfg.train),
+              data=data, select=select, noise_cdf=noise_for(cfg, distributions, device), distributions=distributions)
+    stats = evaluate(run)
     print(json.dumps({"checkpoint": str(ckpt), "step": state["step"], **stats}, indent=1))
 
 

@@ -47,13 +47,13 @@ def _masked(B=8, T=40, seed=0):
     return mask_batch(ids, attn, torch.zeros_like(ids), torch.arange(100, 100 + B), SPECIAL, 0.15, 0.85, 0)
 
 
-def _model(algorithm, sharing="none", gen=GEN, disc=DISC, seed=0):
+def _model(sharing="none", gen=GEN, disc=DISC, seed=0):
     torch.manual_seed(seed)
-    return ElectraPretrainer(disc, gen, "electra", sharing, algorithm)
+    return ElectraPretrainer(disc, gen, "electra", sharing)
 
 
-def _run(model, mb, seed=0, disc_weight=50.0):
-    return model(mb, seed, disc_weight, mb.valid.sum(), mb.attention_mask.sum())
+def _run(model, mb, seed=0, disc_weight=50.0, phase="joint", baseline=None):
+    return model(mb, seed, disc_weight, mb.valid.sum(), mb.attention_mask.sum(), phase, baseline)
 
 
 def _stats(stats):
@@ -67,12 +67,11 @@ def _gen_logits(model, mb):
 # --------------------------------------------------------------------------- two-stage
 
 def test_two_stage_stage_one_trains_the_generator_alone_and_never_runs_the_discriminator():
-    model = _model("two_stage")
-    assert model.phase == "generator"
+    model = _model()
     calls = []
     model.discriminator.register_forward_hook(lambda *a: calls.append(1))
     mb = _masked()
-    loss, stats = _run(model, mb)
+    loss, stats = _run(model, mb, phase="generator")
     loss.backward()
     assert not calls  # not run at all
     assert all(p.grad is None for p in model.discriminator.parameters())
@@ -83,18 +82,17 @@ def test_two_stage_stage_one_trains_the_generator_alone_and_never_runs_the_discr
     targets = mb.input_ids.gather(1, mb.positions)
     expected = F.cross_entropy(_gen_logits(model, mb)[mb.valid], targets[mb.valid])
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
-    assert _run(model, mb, disc_weight=0.0)[0].item() == loss.item()  # lambda plays no part
+    assert _run(model, mb, disc_weight=0.0, phase="generator")[0].item() == loss.item()  # lambda plays no part
 
 
 def test_two_stage_stage_two_freezes_the_generator():
     with_dropout = dataclasses.replace(DISC, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-    model = _model("two_stage", disc=with_dropout, gen=dataclasses.replace(GEN, hidden_dropout_prob=0.1)).train()
-    model.phase = "discriminator"
+    model = _model(disc=with_dropout, gen=dataclasses.replace(GEN, hidden_dropout_prob=0.1)).train()
     seen, logits = [], []
     model.generator.register_forward_hook(lambda m, a, o: seen.append((m.training, torch.is_grad_enabled())))
     model.generator.register_forward_hook(lambda m, a, o: logits.append(o.detach()))
     mb = _masked()
-    loss, stats = _run(model, mb)
+    loss, stats = _run(model, mb, phase="discriminator")
     loss.backward()
     assert seen == [(False, False)]  # eval mode (no dropout), no autograd graph ...
     assert model.generator.training  # ... and its mode is given back
@@ -105,9 +103,8 @@ def test_two_stage_stage_two_freezes_the_generator():
     torch.testing.assert_close(loss.detach(), torch.tensor(50.0 * s["disc_loss_sum"] / s["num_tokens"]), rtol=1e-5,
                                atol=1e-6)
     # The frozen generator is a fixed function: the same logits (so the same keyed samples) every time ...
-    _run(model, mb)
+    _run(model, mb, phase="discriminator")
     assert torch.equal(logits[0], logits[1])
-    model.phase = "joint"
     _run(model, mb)
     _run(model, mb)
     assert not torch.equal(logits[2], logits[3])  # ... while a training generator's dropout changes them
@@ -122,7 +119,7 @@ def _perturb(module, seed=1):
 
 def test_switch_initialises_the_discriminator_from_the_generator_where_shapes_allow():
     # Equal sizes (the paper's two-stage setup): the whole encoder.
-    model = _model("two_stage", gen=DISC)
+    model = _model(gen=DISC)
     _perturb(model.generator)  # a trained generator, unlike the fresh discriminator
     head = {k: v.clone() for k, v in model.discriminator.discriminator_predictions.state_dict().items()}
     copied, total = init_discriminator_from_generator(model)
@@ -138,7 +135,7 @@ def test_switch_initialises_the_discriminator_from_the_generator_where_shapes_al
     torch.testing.assert_close(model.discriminator.electra(mb.input_ids, mb.attention_mask), h_gen)
 
     # A narrower generator: only the embedding-sized tensors match (tables and their LayerNorm).
-    model = _model("two_stage")
+    model = _model()
     _perturb(model.generator)
     before = {k: v.clone() for k, v in model.discriminator.electra.state_dict().items()}
     copied, total = init_discriminator_from_generator(model)
@@ -151,7 +148,7 @@ def test_switch_initialises_the_discriminator_from_the_generator_where_shapes_al
         assert torch.equal(after[k], gen[k] if k in same else before[k]), k
 
     # GDES: the tables already read the generator's plus a delta, which the switch sets to zero.
-    model = _model("two_stage", sharing="gdes")
+    model = _model(sharing="gdes")
     with torch.no_grad():
         model.discriminator.electra.embeddings.word_embeddings.delta.fill_(0.25)
     init_discriminator_from_generator(model)
@@ -177,8 +174,7 @@ def test_two_stage_phases_and_a_schedule_per_stage():
 # --------------------------------------------------------------------------- adversarial
 
 def test_adversarial_gradient_is_reward_minus_baseline_times_grad_log_prob():
-    model = _model("adversarial").train()
-    model.reward_baseline.ema.copy_(torch.tensor([0.3, 1.0]))  # baseline 0.3
+    model = _model().train()
     captured = {}
 
     def keep_gen(module, args, kwargs, out):
@@ -188,7 +184,7 @@ def test_adversarial_gradient_is_reward_minus_baseline_times_grad_log_prob():
     model.generator.register_forward_hook(keep_gen, with_kwargs=True)
     model.discriminator.register_forward_hook(lambda m, a, o: captured.update(disc=o, fed=a[0]))
     mb = _masked()
-    loss, stats = _run(model, mb)
+    loss, stats = _run(model, mb, phase="adversarial", baseline=torch.tensor(0.3))
     loss.backward()
     gen, B, P = captured["gen"], *mb.positions.shape
     sampled = captured["fed"].gather(1, mb.positions)  # what the discriminator was shown: the Gumbel-max samples
@@ -226,8 +222,9 @@ class _FixedDiscriminator(nn.Module):
 
 def test_adversarial_updates_move_the_generator_toward_tokens_the_discriminator_misses():
     A, B = 50, 60
-    model = _model("adversarial").train()
+    model = _model().train()
     model.discriminator = _FixedDiscriminator(A, B)
+    baseline = RewardBaseline()
     with torch.no_grad():
         model.generator.generator_lm_head.bias[[A, B]] = 4.0  # both likely at first: ~38% each
     optimizer = torch.optim.Adam(model.generator.parameters(), lr=1e-2)
@@ -241,11 +238,11 @@ def test_adversarial_updates_move_the_generator_toward_tokens_the_discriminator_
     a0, b0 = log_probs()
     rewards = []
     for step in range(8):
-        loss, stats = _run(model, mb, seed=step)  # new keyed noise each step: new samples
-        optimizer.zero_grad()
+        loss, stats = _run(model, mb, seed=step, phase="adversarial", baseline=baseline.value())  # new keyed noise
+        optimizer.zero_grad()  # each step: new samples
         loss.backward()
         optimizer.step()
-        model.end_step(stats)
+        baseline.update(stats[STAT_NAMES.index("reward_sum")], stats[STAT_NAMES.index("reward_terms")])
         s = _stats(stats)
         rewards.append(s["reward_sum"] / s["reward_terms"])
     a1, b1 = log_probs()
@@ -261,14 +258,17 @@ def test_reward_baseline_is_a_bias_corrected_moving_average_and_round_trips_thro
     assert b.value().item() == pytest.approx(2.0)  # the first mean at full weight
     b.update(torch.tensor(4.0), torch.tensor(1.0))  # mean 4
     assert b.value().item() == pytest.approx((0.9 * 0.1 * 2 + 0.1 * 4) / (0.9 * 0.1 + 0.1))
-    model = _model("adversarial")
-    model.reward_baseline.ema.copy_(torch.tensor([0.123456789, 0.987654321]))
-    state = json.loads(json.dumps(algorithm_state(model)))
-    fresh = _model("adversarial")
+    b.ema.copy_(torch.tensor([0.123456789, 0.987654321]))
+    state = json.loads(json.dumps(algorithm_state(b)))
+    fresh = RewardBaseline()
     load_algorithm_state(fresh, state)
-    assert torch.equal(fresh.reward_baseline.ema, model.reward_baseline.ema)  # bit for bit
-    assert "reward_baseline" not in model.state_dict() and "reward_baseline.ema" not in model.state_dict()
-    assert algorithm_state(_model("joint")) == {} and not hasattr(_model("joint"), "reward_baseline")
+    assert torch.equal(fresh.ema, b.ema)  # bit for bit
+    assert algorithm_state(None) == {}  # the other algorithms keep nothing
+    # The module holds the networks only: the baseline and the phase are the run's.
+    model = _model()
+    assert not hasattr(model, "reward_baseline") and not hasattr(model, "phase")
+    with pytest.raises(ValueError, match="reward baseline"):
+        _run(model, _masked(), phase="adversarial")
 
 
 # --------------------------------------------------------------------------- configuration

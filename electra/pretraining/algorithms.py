@@ -19,9 +19,11 @@ checkpoint saved at step n was taken before the copy (it happens on resume); one
 copied-then-trained discriminator, and no copy happens on resume. Each stage has its own learning-rate schedule
 (step.py's ``schedule_position``): warm-up and linear decay over stage one, then again over stage two, as two runs would.
 
-The adversarial baseline (``RewardBaseline``) is a bias-corrected moving average of the mean reward per step, a
-buffer outside the state dict (so checkpoints and exports stay plain networks); the run keeps it in the
-checkpoint's state.json (``algorithm_state`` / ``load_algorithm_state``), so resume stays exact.
+The phase and the adversarial baseline are the run's state, not the networks': the ``Run`` (setup.py) holds
+``phase`` (step.py's ``phase_at`` sets it every step) and ``reward_baseline``, and ``train_step`` passes both to
+``ElectraPretrainer.forward``. The baseline (``RewardBaseline``) is a bias-corrected moving average of the mean
+reward per step; checkpoints keep it in state.json (``algorithm_state`` / ``load_algorithm_state``), so resume
+stays exact and the weights stay plain networks.
 """
 
 from __future__ import annotations
@@ -107,22 +109,21 @@ def reinforce_loss(gen_logits: torch.Tensor, sampled: torch.Tensor, rewards: tor
     return -(advantage * log_p).sum() / num_selected_total
 
 
-class RewardBaseline(nn.Module):
+class RewardBaseline:
     """The REINFORCE baseline: a bias-corrected exponential moving average of the mean reward of each step.
 
     ``ema`` = [Σ decay^k · mean reward, Σ decay^k]: the baseline is their ratio (0 before the first step), so the
     first step's mean is taken at full weight. Updated once per optimiser step, after it, from the whole
-    batch's sums: a micro-batch split sees the same baseline. A non-persistent buffer: checkpoints carry it in
-    state.json instead (see the module docstring).
+    batch's sums: a micro-batch split sees the same baseline. Held by the ``Run``; checkpoints carry it in
+    state.json (see the module docstring).
     """
 
-    def __init__(self, decay: float = REWARD_BASELINE_DECAY):
-        super().__init__()
+    def __init__(self, decay: float = REWARD_BASELINE_DECAY, device: torch.device | None = None):
         self.decay = decay
-        self.register_buffer("ema", torch.zeros(2), persistent=False)
+        self.ema = torch.zeros(2, device=device)
 
     def value(self) -> torch.Tensor:
-        """The current baseline, a 0-d tensor on the buffer's device (no host sync)."""
+        """The current baseline, a 0-d tensor on the baseline's device (no host sync)."""
         num, den = self.ema[0], self.ema[1]
         return torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(num))
 
@@ -132,14 +133,12 @@ class RewardBaseline(nn.Module):
         self.ema.mul_(self.decay).add_(torch.stack([mean, torch.ones_like(mean)]), alpha=1 - self.decay)
 
 
-def algorithm_state(model: nn.Module) -> dict[str, Any]:
+def algorithm_state(baseline: RewardBaseline | None) -> dict[str, Any]:
     """What a checkpoint's state.json keeps besides the weights: the adversarial baseline (empty otherwise)."""
-    baseline = getattr(model, "reward_baseline", None)
     return {} if baseline is None else {"reward_baseline": baseline.ema.tolist()}
 
 
-def load_algorithm_state(model: nn.Module, state: dict[str, Any]) -> None:
-    baseline = getattr(model, "reward_baseline", None)
+def load_algorithm_state(baseline: RewardBaseline | None, state: dict[str, Any]) -> None:
     if baseline is not None and "reward_baseline" in state:
         # float32 -> JSON (a Python float, exact) -> float32: bit-identical.
         baseline.ema.copy_(torch.tensor(state["reward_baseline"], dtype=baseline.ema.dtype))
@@ -148,8 +147,8 @@ def load_algorithm_state(model: nn.Module, state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- the phases' losses
 
 def generator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
-                         num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor,
+                         reward_baseline: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-stage training, stage one: the generator's MLM alone; no discriminator at all."""
     gen = model.generate(mb, seed, sample=False)
     stats = stack_stats(num_selected=mb.valid.float().sum(), num_tokens=mb.attention_mask.sum(),
@@ -158,8 +157,8 @@ def generator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weig
 
 
 def discriminator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
-                             num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+                             num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor,
+                             reward_baseline: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-stage training, stage two: the frozen generator only samples; the loss is λ·disc."""
     with frozen(model.generator):
         gen = model.generate(mb, seed)
@@ -168,22 +167,24 @@ def discriminator_phase_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_
 
 
 def adversarial_step(model: nn.Module, mb: MaskedBatch, seed: int, disc_weight: float,
-                     num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+                     num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor,
+                     reward_baseline: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial training: REINFORCE on the discriminator's loss at each sampled position, no MLM term for the
     generator; the discriminator's λ·disc as usual."""
+    if reward_baseline is None:
+        raise ValueError("the adversarial step needs the run's reward baseline (Run.reward_baseline.value())")
     gen = model.generate(mb, seed)
     det = model.detect(mb, gen.corrupted, num_selected_total, num_tokens_total)
     rewards = position_rewards(det.logits, det.labels, mb.positions)  # (B, P)
     sampled = gen.corrupted.gather(1, mb.positions)  # (B, P) the Gumbel-max samples
     weight = mb.valid.float()
-    loss = reinforce_loss(gen.logits, sampled, rewards, model.reward_baseline.value(), weight, num_selected_total) \
+    loss = reinforce_loss(gen.logits, sampled, rewards, reward_baseline, weight, num_selected_total) \
         + disc_weight * det.losses.sum() / det.num_scored_total
     return loss, model.step_stats(mb, gen, det, reward_sum=(rewards * weight).sum(), reward_terms=weight.sum())
 
 
-# The step of every phase but ``joint`` (whose step is the objective's own): the same signature as those, the
-# loss and STAT_NAMES sums of an ``ElectraPretrainer`` from its ``generate`` and ``detect`` passes (objective.py),
-# normalised by the global batch's counts as there.
+# The step of every phase but ``joint`` (whose step is the objective's own): the same signature as those plus the
+# run's reward baseline (a 0-d tensor, adversarial only), the loss and STAT_NAMES sums of an ``ElectraPretrainer``
+# from its ``generate`` and ``detect`` passes (objective.py), normalised by the global batch's counts as there.
 PHASE_STEPS = {"generator": generator_phase_step, "discriminator": discriminator_phase_step,
                "adversarial": adversarial_step}

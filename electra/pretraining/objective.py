@@ -30,9 +30,9 @@ from torch import nn
 
 from electra.config import ModelConfig
 from electra.model import ElectraForMaskedLM
-from electra.pretraining.algorithms import PHASE_STEPS, PHASES, RewardBaseline
+from electra.pretraining.algorithms import PHASE_STEPS
 from electra.pretraining.batches import SALT_GUMBEL, MaskedBatch, fold64, keyed_uniform
-from electra.pretraining.stats import STAT_NAMES, corrupted_stats, detector_sums, generator_sums, stack_stats
+from electra.pretraining.stats import corrupted_stats, detector_sums, generator_sums, stack_stats
 from electra.pretraining.variants import copy_mixture_argmax, copy_mixture_log_prob, pretraining_network, share_weights
 
 
@@ -77,23 +77,16 @@ class ElectraPretrainer(nn.Module):
     The discriminator-sized network is always ``self.discriminator`` (a masked LM for the MLM objectives);
     ``self.generator`` is None for ``mlm``.
 
-    ``algorithm`` (config.ALGORITHMS) sets the starting ``phase`` (algorithms.PHASES): ``joint``, ``adversarial``
-    (which adds the ``reward_baseline``), or for ``two_stage`` ``generator``; the training loop moves a two-stage
-    run to ``discriminator`` at the switch (algorithms.phase_at).
+    The training algorithm's phase and the adversarial baseline are the run's (``Run.phase``,
+    ``Run.reward_baseline``), passed to ``forward`` by ``train_step``; the module holds the networks only.
     """
 
     def __init__(self, discriminator_config: ModelConfig, generator_config: ModelConfig,
-                 objective: str = "electra", sharing: str = "embeddings", algorithm: str = "joint",
-                 replaced_prior: float | None = None):
+                 objective: str = "electra", sharing: str = "embeddings", replaced_prior: float | None = None):
         super().__init__()
         if generator_config.embedding_size != discriminator_config.embedding_size:
             raise ValueError("shared embeddings need the same embedding_size")
         self.objective = objective
-        self.phase = "generator" if algorithm == "two_stage" else algorithm
-        if self.phase not in PHASES:
-            raise ValueError(f"unknown algorithm {algorithm!r}")
-        if algorithm == "adversarial":
-            self.reward_baseline = RewardBaseline()
         self.discriminator = pretraining_network(discriminator_config, objective)
         if replaced_prior is not None and objective in ("electra", "hybrid"):
             init_replaced_prior(self.discriminator, replaced_prior)
@@ -114,17 +107,19 @@ class ElectraPretrainer(nn.Module):
         else:
             share_weights(self.generator, self.discriminator, sharing)
 
-    def forward(self, mb: MaskedBatch, seed: int, disc_weight: float,
-                num_selected_total: torch.Tensor, num_tokens_total: torch.Tensor):
+    def forward(self, mb: MaskedBatch, seed: int, disc_weight: float, num_selected_total: torch.Tensor,
+                num_tokens_total: torch.Tensor, phase: str = "joint", reward_baseline: torch.Tensor | None = None):
         """Loss of one micro-batch, normalised by the totals of the whole (global) batch.
 
         Normalising by the global counts instead of per micro-batch makes the summed gradient of
         any micro-batch split (or any number of processes) equal that of the full batch. All shapes
-        are fixed by (B, T, P), so the step never waits on the host.
+        are fixed by (B, T, P), so the step never waits on the host. ``phase`` (algorithms.PHASES): the
+        objective's own step for ``joint``, else the phase's, which also gets the run's ``reward_baseline``.
         Returns (loss, stats) with stats a float32 tensor ordered as STAT_NAMES.
         """
-        step = PHASE_STEPS[self.phase] if self.phase != "joint" else OBJECTIVE_STEPS[self.objective]
-        return step(self, mb, seed, disc_weight, num_selected_total, num_tokens_total)
+        if phase == "joint":
+            return OBJECTIVE_STEPS[self.objective](self, mb, seed, disc_weight, num_selected_total, num_tokens_total)
+        return PHASE_STEPS[phase](self, mb, seed, disc_weight, num_selected_total, num_tokens_total, reward_baseline)
 
     def generate(self, mb: MaskedBatch, seed: int, sample: bool = True) -> GeneratorPass:
         """The generator's masked LM at the selected positions only (logits (B, P, V)), and with ``sample`` the
@@ -157,13 +152,6 @@ class ElectraPretrainer(nn.Module):
         return stack_stats(num_selected=mb.valid.float().sum(), num_tokens=mb.attention_mask.float().sum(),
                            **detector_sums(det.logits, det.labels, det.losses, det.scored, mb),
                            **generator_sums(gen.losses, gen.logits, gen.targets, mb), **extra)
-
-    @torch.no_grad()
-    def end_step(self, step_stats: torch.Tensor) -> None:
-        """After an optimiser step, with the step's summed stats: the adversarial baseline takes its mean reward."""
-        if self.phase == "adversarial":
-            self.reward_baseline.update(step_stats[STAT_NAMES.index("reward_sum")],
-                                        step_stats[STAT_NAMES.index("reward_terms")])
 
 
 def electra_step(model: ElectraPretrainer, mb: MaskedBatch, seed: int, disc_weight: float,

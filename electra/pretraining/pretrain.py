@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from electra.config import PretrainConfig, TrainConfig
-from electra.data.loader import PretrainingData
+from electra.config import TrainConfig
 from electra.errors import Stopped, UserError
 from electra.model import count_parameters
 from electra.pretraining.algorithms import algorithm_state
@@ -57,7 +56,7 @@ def pretrain(data_dir: str | Path, out: str | Path, preset: str = "small", max_s
 def train(run: Run, progress: bool = True) -> None:
     """The loop: a batch, a step, and at their steps logging, evaluation and a checkpoint, until max_steps (or
     train.stop_at, a signal, or too many non-finite steps in a row)."""
-    cfg, t, d, log, data, out = run.cfg, run.cfg.train, run.d, run.log, run.data, run.out
+    t, d, log, data, out = run.cfg.train, run.d, run.log, run.data, run.out
     if run.step == 0 and log is not None:
         log.write(start_record(run))
     bar = tqdm(total=t.max_steps, initial=run.step, disable=not (progress and d.is_main), dynamic_ncols=True,
@@ -93,7 +92,7 @@ def train(run: Run, progress: bool = True) -> None:
 
             if done % t.log_every == 0 or last:
                 all_reduce_sum(window.stats, d)  # every rank's share of the window
-                record = window_record(done, result.lr, window, tokens_seen, cfg, data, run.model)
+                record = window_record(run, done, result.lr, window, tokens_seen)
                 if log is not None:
                     log.write(record)
                     for warning in run.health.observe(record):  # one line per stuck condition, once per run
@@ -104,8 +103,7 @@ def train(run: Run, progress: bool = True) -> None:
                 window.reset()
             if (done % t.eval_every == 0 or last) and not (stopping or faulted):
                 # Every rank evaluates (a sharded model needs them all); rank 0 writes.
-                record = {"step": done, "event": "eval", **evaluate(run.model, data, cfg, run.device, run.autocast,
-                                                                 run.select, run.distributions, run.noise_cdf)}
+                record = {"step": done, "event": "eval", **evaluate(run)}
                 if log is not None:
                     log.write(record)
                 last_eval_loss = held_out_loss(record, t)  # rank 0's value is what counts (it alone writes)
@@ -113,7 +111,7 @@ def train(run: Run, progress: bool = True) -> None:
                     yardstick_postfix = {"uni_auc": f"{record['eval_unigram_auc']:.3f}"}
             if done % t.save_every == 0 or last or stopping or faulted:
                 run.state["tokens_seen"] = int(tokens_seen.item())
-                run.state.update(algorithm_state(run.model))
+                run.state.update(algorithm_state(run.reward_baseline))
                 if d.is_main and last_eval_loss < best_loss:  # recorded first, so that pruning spares it
                     best_loss = last_eval_loss
                     record_best(out, out / "checkpoints" / f"step-{done:08d}", done, best_loss)
@@ -198,10 +196,10 @@ def start_record(run: Run) -> dict[str, Any]:
     return record
 
 
-def window_record(done: int, lr: float, window: Window, tokens_seen: torch.Tensor, cfg: PretrainConfig,
-                  data: PretrainingData, model: ElectraPretrainer) -> dict[str, Any]:
+def window_record(run: Run, done: int, lr: float, window: Window, tokens_seen: torch.Tensor) -> dict[str, Any]:
     """The metrics record of the logging window that ends at step ``done`` (the window's summed stats, over
     all ranks); reading them is the one host sync of a logging step."""
+    cfg, data = run.cfg, run.data
     summary = summarise_stats(window.stats)
     window_tokens = window.stats[STAT_NAMES.index("num_tokens")].item()
     skipped = int(window.skipped.item())
@@ -212,8 +210,8 @@ def window_record(done: int, lr: float, window: Window, tokens_seen: torch.Tenso
               "flops": training_flops(cfg, data.max_seq_length, done),
               "steps_per_s": window.steps / elapsed,
               "tokens_per_s": window_tokens / elapsed}
-    if cfg.train.algorithm == "adversarial":
-        record["reward_baseline"] = model.reward_baseline.value().item()
+    if run.reward_baseline is not None:
+        record["reward_baseline"] = run.reward_baseline.value().item()
     return record
 
 

@@ -17,7 +17,7 @@ from electra.config import PretrainConfig, TrainConfig, apply_overrides, local_i
 from electra.data.loader import PretrainingData, token_distributions, unigram_distribution
 from electra.errors import UserError
 from electra.interop.hf import hf_pair_folders
-from electra.pretraining.algorithms import load_algorithm_state
+from electra.pretraining.algorithms import RewardBaseline, load_algorithm_state
 from electra.pretraining.batches import BatchStream, Selector, TrainingBatches
 from electra.pretraining.export import check_init_vocabulary, init_config_from_hf, load_pretrainer_from_hf
 from electra.pretraining.flops import steps_for_budget
@@ -54,6 +54,8 @@ class Run:
     d: Dist = field(default_factory=Dist)  # the processes (one, or torchrun's)
     accumulation: int = 1           # micro-batches per rank per step
     state: dict[str, Any] = field(default_factory=_fresh_state)  # step, data position, tokens seen
+    phase: str = "joint"            # the training algorithm's phase of the current step (train_step sets it)
+    reward_baseline: RewardBaseline | None = None  # adversarial: made by __post_init__, kept in state.json
     # The loop's parts.
     out: Path | None = None
     data: PretrainingData | None = None
@@ -71,6 +73,9 @@ class Run:
 
     def __post_init__(self):
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]  # what clipping sees
+        if self.cfg.train.algorithm == "adversarial" and self.reward_baseline is None:
+            self.reward_baseline = RewardBaseline(device=self.device)
+            load_algorithm_state(self.reward_baseline, self.state)  # a resumed run's, from its state.json
 
     @property
     def step(self) -> int:
@@ -165,14 +170,14 @@ def noise_for(cfg: PretrainConfig, distributions: dict[str, torch.Tensor] | None
 
 
 def build_model(cfg: PretrainConfig) -> ElectraPretrainer:
-    """The generator and discriminator of a run, with its objective, weight sharing and training algorithm."""
+    """The generator and discriminator of a run, with its objective and weight sharing."""
     t = cfg.train
     # The detector's output bias starts at the log-odds of its share of replaced tokens: about mask_prob for
     # ELECTRA; for the hybrid the selected tokens not shown as [MASK], among the tokens it scores.
     prior = t.mask_prob if t.objective != "hybrid" else \
         t.mask_prob * (1 - t.mask_token_prob) / (1 - t.mask_prob * t.mask_token_prob)
     model = ElectraPretrainer(cfg.model, cfg.generator_model_config(), t.objective, cfg.generator.sharing,
-                              t.algorithm, replaced_prior=prior)
+                              replaced_prior=prior)
     if t.local_init:
         init_local_networks(model, cfg)
     return model
@@ -368,7 +373,6 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
         plain = build_model(cfg) if d.is_main else None  # rank 0 gathers the full weights into it to save
         if ckpt is not None:
             state = load_checkpoint(ckpt, model, None, device)
-            load_algorithm_state(model, state)
         elif init is not None:
             load_pretrainer_from_hf(model, init)
         step_fn = parallelize(model, t.parallel, d)
@@ -379,7 +383,6 @@ def build_training(cfg: PretrainConfig, d: Dist, device: torch.device, sharded: 
         optimizer = build_optimizer(model, t, device)
         if ckpt is not None:
             state = load_checkpoint(ckpt, model, optimizer, device)
-            load_algorithm_state(model, state)  # the adversarial baseline
         elif init is not None:
             load_pretrainer_from_hf(model, init)
         step_fn = parallelize(model, t.parallel, d)  # DDP (the model itself in one process)

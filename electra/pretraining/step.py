@@ -54,12 +54,13 @@ def train_step(run: Run, mb: MaskedBatch) -> StepResult:
         counts = all_reduce_sum(torch.stack([num_selected, num_tokens]), d)
         num_selected, num_tokens = counts[0], counts[1]
     step_stats = torch.zeros(len(STAT_NAMES), device=run.device)
+    baseline = None if run.reward_baseline is None else run.reward_baseline.value()  # adversarial: fixed for the step
     micros = mb.split(run.accumulation)
     for i, micro in enumerate(micros):
         # Gradients are reduced over ranks after the last micro-batch only.
         with no_gradient_sync(run.step_fn, last=i == len(micros) - 1) if d.enabled else contextlib.nullcontext():
             with run.autocast():
-                loss, stats = run.step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens)
+                loss, stats = run.step_fn(micro, t.seed, t.disc_weight, num_selected, num_tokens, run.phase, baseline)
             loss.backward()
         step_stats += stats
     grad_norm = torch.nn.utils.clip_grad_norm_(run.params, t.max_grad_norm)
@@ -72,20 +73,21 @@ def train_step(run: Run, mb: MaskedBatch) -> StepResult:
     elif not bool(bad):
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    if t.algorithm == "adversarial":  # the REINFORCE baseline: the global batch's mean (a copy: stats stay local)
-        run.model.end_step(all_reduce_sum(step_stats.clone(), d))
+    if run.reward_baseline is not None:  # adversarial: the global batch's mean reward (a copy: stats stay local)
+        summed = all_reduce_sum(step_stats.clone(), d)
+        run.reward_baseline.update(summed[STAT_NAMES.index("reward_sum")], summed[STAT_NAMES.index("reward_terms")])
     return StepResult(step_stats, grad_norm, bad, num_tokens, lr, switch)
 
 
 def enter_phase(run: Run, step: int) -> dict[str, Any] | None:
-    """Put the model in the phase of step ``step`` (``phase_at``). At two-stage's switch (the first
+    """Put the run in the phase of step ``step`` (``phase_at``). At two-stage's switch (the first
     discriminator step, n) the discriminator is initialised from the generator; returns the log record then.
 
     The record carries step n + 1, the step it precedes, so a resume from the checkpoint of step n (taken
     before the copy) drops it and logs it again when the copy is redone.
     """
     t = run.cfg.train
-    run.model.phase = phase_at(step, t)
+    run.phase = phase_at(step, t)
     if t.algorithm != "two_stage" or step != t.two_stage_switch_step():
         return None
     copied, total = init_discriminator_from_generator(run.model)
