@@ -206,14 +206,33 @@ def cmd_study(args) -> None:
     Writes OUT/results.csv and OUT/results.png (dev score against pre-training FLOPs, one line per objective,
     min-max band over seeds). Rerunning the same command after a crash skips finished cells and resumes the
     rest. --probe TASK:TRAIN:DEV (or NAME=TASK:TRAIN:DEV), repeatable. --baseline adds from-scratch fine-tuning.
-    """
-    from electra.study import Probe, parse_budgets, parse_seeds, run_study
 
-    budgets = parse_budgets(args.budgets)
-    seeds = parse_seeds(args.seeds)
-    csv_path, png = run_study(Path(args.out), args.data, args.preset, args.objectives.split(","), budgets, seeds,
-                              [Probe.parse(p) for p in args.probe], baseline=args.baseline, jobs=args.jobs,
-                              pretrain_set=args.set, finetune_set=args.finetune_set)
+    --reprobe NAME fine-tunes the finished cells of the study at OUT again, with --finetune-set settings (or other
+    --probe, or a study probe by NAME), into OUT/reprobes/NAME/; --objectives (scratch: the baseline), --budgets and
+    --seeds choose the cells. The study itself is left as it is.
+    """
+    from electra.study import Probe, parse_budgets, parse_seeds, run_reprobe, run_study
+
+    if args.reprobe is not None:
+        given = [flag for flag, value in (("--data", args.data), ("--preset", args.preset), ("--set", args.set),
+                                          ("--baseline", args.baseline)) if value]
+        if given:
+            raise UserError(f"--reprobe re-uses the study's pre-training, so {given[0]} has no place in it; the study's "
+                            f"own settings are in {Path(args.out) / 'study.json'}")
+        csv_path, png = run_reprobe(Path(args.out), args.reprobe, args.probe or None, args.finetune_set,
+                                    args.objectives.split(",") if args.objectives else None,
+                                    parse_budgets(args.budgets) if args.budgets else None,
+                                    parse_seeds(args.seeds) if args.seeds else None, args.jobs)
+    else:
+        missing = [flag for flag, value in (("--data", args.data), ("--budgets", args.budgets)) if not value]
+        if missing:
+            raise UserError(f"electra study needs {' and '.join(missing)} (or --reprobe NAME to fine-tune a finished "
+                            f"study's cells again)")
+        csv_path, png = run_study(Path(args.out), args.data, args.preset or "tiny",
+                                  (args.objectives or "electra,mlm").split(","), parse_budgets(args.budgets),
+                                  parse_seeds(args.seeds or "1,2,3"), [Probe.parse(p) for p in args.probe],
+                                  baseline=args.baseline, jobs=args.jobs, pretrain_set=args.set,
+                                  finetune_set=args.finetune_set)
     print(f"results: {csv_path}" + (f", plot: {png}" if png else ""))
 
 
@@ -347,12 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
     sp = verb(verbs, "study", cmd_study)
-    sp.add_argument("--data", required=True, help="a data folder from `electra data build`")
+    sp.add_argument("--data", help="a data folder from `electra data build` (required, except with --reprobe)")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--preset", choices=PRESETS, default="tiny")
-    sp.add_argument("--objectives", default="electra,mlm", help="comma-separated arms: train.objective values (the preset's recipe) or RECIPE:OBJECTIVE, e.g. paper:electra")
-    sp.add_argument("--budgets", required=True, help="comma-separated pre-training FLOPs budgets, e.g. 1e14,3e14,1e15")
-    sp.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (pre-training and fine-tuning)")
+    sp.add_argument("--preset", choices=PRESETS, default=None, help="default: tiny")
+    sp.add_argument("--objectives", default=None, help="comma-separated arms: train.objective values (the preset's recipe) or RECIPE:OBJECTIVE, e.g. paper:electra (default: electra,mlm; with --reprobe: the cells to re-probe, scratch for the baseline)")
+    sp.add_argument("--budgets", help="comma-separated pre-training FLOPs budgets, e.g. 1e14,3e14,1e15 (required, except with --reprobe)")
+    sp.add_argument("--seeds", default=None, help="comma-separated seeds (pre-training and fine-tuning; default 1,2,3)")
+    sp.add_argument("--reprobe", metavar="NAME", default=None,
+                    help="fine-tune the finished cells of the study at --out again (--finetune-set, --probe) into OUT/reprobes/NAME")
     sp.add_argument("--probe", action="append", default=[], metavar="TASK:TRAIN:DEV")
     sp.add_argument("--baseline", action="store_true", help="also fine-tune from scratch for every seed")
     sp.add_argument("--jobs", type=int, default=1, help="cells run at the same time (threads are split)")

@@ -231,21 +231,32 @@ def run_cell(cell: Cell, out: Path, data: str, preset: str, probes: list[Probe],
         steps = max((r["step"] for r in records if isinstance(r.get("step"), (int, float))), default=0)
     else:
         spent, steps = 0, 0
-    model = str(run) if cell.budget > 0 else str(out / "pretrain" / "architecture")
-    result = {**asdict(cell), "cell": cell.name, "pretrain_flops": spent, "pretrain_steps": steps, "scores": {}}
+    result = {**asdict(cell), "cell": cell.name, "pretrain_flops": spent, "pretrain_steps": steps,
+              "scores": probe_cell(cell, cell_model(out, cell), probes, finetune_set, out, threads, log)}
+    write_json(out / "cells" / f"{cell.name}.json", result)  # atomic: the cell counts as done only once this exists
+    return result
+
+
+def cell_model(study: Path, cell: Cell) -> Path:
+    """What a cell fine-tunes from: its pre-training run, or for the from-scratch baseline the architecture run."""
+    return study / "pretrain" / (cell.name if cell.budget > 0 else "architecture")
+
+
+def probe_cell(cell: Cell, model: Path, probes: list[Probe], finetune_set: list[str], out: Path, threads: int,
+               log: Path) -> dict:
+    """Fine-tune ``model`` on every probe (into out/finetune/<cell>/<probe>/) with the cell's seed; its scores."""
+    scores = {}
     for probe in probes:
         ft = out / "finetune" / cell.name / probe.name
         shutil.rmtree(ft, ignore_errors=True)  # fine-tuning is short: an interrupted one is redone
         extra = ["--set", "init=scratch"] if cell.budget == 0 else []
-        _electra(["finetune", "--model", model, "--task", probe.task, "--train", probe.train, "--dev", probe.dev,
+        _electra(["finetune", "--model", str(model), "--task", probe.task, "--train", probe.train, "--dev", probe.dev,
                   "--out", str(ft), "--set", f"seed={cell.seed}", *extra,
                   *[a for kv in finetune_set for a in ("--set", kv)]], threads, log)
         res = read_json_object(ft / "results.json")
-        result["scores"][probe.name] = {"metric": res["primary_metric"],
-                                        "score": res["seeds"][0][res["primary_metric"]],
-                                        "collapsed": bool(res["collapsed_seeds"])}
-    write_json(out / "cells" / f"{cell.name}.json", result)  # atomic: the cell counts as done only once this exists
-    return result
+        scores[probe.name] = {"metric": res["primary_metric"], "score": res["seeds"][0][res["primary_metric"]],
+                              "collapsed": bool(res["collapsed_seeds"])}
+    return scores
 
 
 def _architecture_source(out: Path, data: str, preset: str, pretrain_set: list[str], threads: int) -> None:
@@ -375,10 +386,7 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
                                                                           for o in objectives]]
     todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
     print(f"study: {len(cells)} cells ({len(cells) - len(todo)} done), {len(probes)} probe(s), {jobs} at a time")
-    # the CPUs this process may use (taskset, cgroup cpusets), not the machine's: two studies pinned to one
-    # core each must not each start two threads
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cpus // jobs)
+    threads = threads_per_job(jobs)
     if any(c.budget == 0 for c in todo):
         _architecture_source(out, data, preset, pretrain_set, threads)
     failures = []
@@ -400,3 +408,125 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
         raise UserError(f"{len(failures)} cell(s) failed (first: {failures[0]}); rerun the same command to retry "
                         f"them; finished cells are kept")
     return csv_path, png
+
+
+def threads_per_job(jobs: int) -> int:
+    # the CPUs this process may use (taskset, cgroup cpusets), not the machine's: two studies pinned to one
+    # core each must not each start two threads
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // jobs)
+
+
+# --------------------------------------------------------------------------- re-probing a finished study
+
+def run_reprobe(study: Path, name: str, probes: list[str] | None = None, finetune_set: list[str] | None = None,
+                objectives: list[str] | None = None, budgets: list[float] | None = None,
+                seeds: list[int] | None = None, jobs: int = 1) -> tuple[Path, Path | None]:
+    """Fine-tune a study's finished cells again with other fine-tuning settings (``finetune_set``, applied after
+    the study's own) or probes, into STUDY/reprobes/NAME/ (its own finetune/, cells/, logs/, results.csv and
+    .png), leaving the study untouched.
+
+    ``probes``: the study's probes by name, or new ones (TASK:TRAIN:DEV); default every probe of the study.
+    ``objectives`` (arm names as the study has them, or ``scratch`` for its baseline), ``budgets`` (not applied to
+    the baseline) and ``seeds`` choose among the finished cells; default all. reprobe.json records the re-probe
+    the first time; a rerun must ask for the same one, and resumes it like the study: finished cells are kept.
+    """
+    study, finetune_set = Path(study), finetune_set or []
+    if not (study / "study.json").is_file():
+        raise UserError(f"{study}: not a study (no study.json); give the --out of an `electra study` to re-probe")
+    grid = read_json_object(study / "study.json", "a study's grid (a JSON object)")
+    if not name or name in (".", "..") or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        raise UserError(f"--reprobe {name!r}: the name of a folder under {study / 'reprobes'}; give a plain one, "
+                        f"e.g. --reprobe epochs10")
+    check_jobs(jobs)
+    own = {p["name"]: Probe(**p) for p in grid.get("probes", [])}
+    chosen = []
+    for text in probes or list(own):
+        if ":" in text:
+            chosen.append(Probe.parse(text))
+        elif text in own:
+            chosen.append(own[text])
+        else:
+            raise UserError(f"--probe {text!r}: not a probe of {study} ({', '.join(own) or 'none'}); name one of "
+                            f"them or give a new one, NAME=TASK:TRAIN:DEV")
+    names = [p.name for p in chosen]
+    if len(set(names)) != len(names):
+        raise UserError(f"--probe: two probes share a name ({', '.join(names)}); name them, NAME=TASK:TRAIN:DEV")
+    finished = finished_cells(study)
+    arms = sorted({"scratch" if c.budget == 0 else c.objective for c in finished})
+    for o in objectives or []:
+        if not any(_selected(c, [o], None, None) for c in finished):
+            raise UserError(f"--objectives: {o!r} has no finished cell in {study} (its arms: {', '.join(arms)})")
+    for b in budgets or []:
+        if not any(c.budget > 0 and math.isclose(c.budget, b) for c in finished):
+            raise UserError(f"--budgets: {b:g} has no finished cell in {study}")
+    for seed in seeds or []:
+        if not any(c.seed == seed for c in finished):
+            raise UserError(f"--seeds: {seed} has no finished cell in {study}")
+    cells = [c for c in finished if _selected(c, objectives, budgets, seeds)]
+    if not cells:
+        raise UserError(f"{study}: no finished cell matches the chosen objectives, budgets and seeds; "
+                        f"see {study / 'cells'}")
+    for cell in cells:
+        if not (cell_model(study, cell) / "checkpoints").is_dir():
+            raise UserError(f"{study}: cell {cell.name} has no pre-training run at {cell_model(study, cell)} (a "
+                            f"cell copied from another study?); re-probe it in the study that ran it, or leave it out "
+                            f"with --objectives, --budgets or --seeds")
+    out = study / "reprobes" / name
+    settings = {"probes": [asdict(p) for p in chosen], "finetune_set": finetune_set,
+                "cells": [c.name for c in cells]}
+    if (out / "reprobe.json").is_file():
+        if read_json_file(out / "reprobe.json") != settings:
+            raise UserError(f"{out}: holds a different re-probe (see reprobe.json); rerun it with the same options "
+                            f"to resume it, or choose another --reprobe name")
+    else:
+        claim_output_folder(out, overwrite=True)
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"{out}: exists and is not a re-probe; choose another --reprobe name")
+        make_folder(out)
+        write_json(out / "reprobe.json", settings)
+    for sub in ("finetune", "cells", "logs"):
+        make_folder(out / sub)
+    todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
+    print(f"re-probe {name} of {study}: {len(cells)} cells ({len(cells) - len(todo)} done), {len(chosen)} probe(s), "
+          f"{jobs} at a time")
+    threads, failures = threads_per_job(jobs), []
+
+    def work(cell: Cell):
+        try:
+            original = read_json_object(study / "cells" / f"{cell.name}.json")
+            scores = probe_cell(cell, cell_model(study, cell), chosen, [*grid.get("finetune_set", []), *finetune_set],
+                                out, threads, out / "logs" / f"{cell.name}.log")
+            write_json(out / "cells" / f"{cell.name}.json", {**original, "scores": scores})
+            print(f"  done {cell.name}: " + ", ".join(f"{k} {v['score']:.4f}" for k, v in scores.items()), flush=True)
+        except RuntimeError as e:
+            failures.append(f"{cell.name}: {e}")
+            print(f"  FAILED {cell.name}: {e}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(work, todo))
+    csv_path, png = write_results(out, chosen)
+    if failures:
+        raise UserError(f"{len(failures)} cell(s) failed (first: {failures[0]}); rerun the same command to retry "
+                        f"them; finished cells are kept")
+    return csv_path, png
+
+
+def finished_cells(study: Path) -> list[Cell]:
+    """The cells of a study that have finished (cells/<name>.json), as cells."""
+    cells = []
+    for path in sorted((study / "cells").glob("*.json")):
+        c = read_json_object(path, "a study cell (a JSON object)")
+        try:
+            cells.append(Cell(str(c["objective"]), float(c["budget"]), int(c["seed"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: not a finished study cell ({type(e).__name__}: {e}); delete it and rerun the "
+                            f"study to redo that cell") from None
+    return cells
+
+
+def _selected(cell: Cell, objectives: list[str] | None, budgets: list[float] | None, seeds: list[int] | None) -> bool:
+    arm = "scratch" if cell.budget == 0 else cell.objective
+    return ((objectives is None or arm in objectives or arm_label(arm) in objectives)
+            and (budgets is None or cell.budget == 0 or any(math.isclose(cell.budget, b) for b in budgets))
+            and (seeds is None or cell.seed in seeds))

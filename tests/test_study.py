@@ -14,7 +14,7 @@ import pytest
 from electra.data.corpus import build_dataset
 from electra.data.tokenizer import train_tokenizer
 from electra.errors import UserError
-from electra.study import Probe, run_study, seeds_label
+from electra.study import Probe, run_reprobe, run_study, seeds_label
 
 WORDS = "the film was quite a story with some acting and music in it great awful dull fine".split()
 TINY = ["model.hidden_size=32", "model.embedding_size=32", "model.num_hidden_layers=2", "model.intermediate_size=64",
@@ -83,6 +83,36 @@ def test_study_grid_csv_plot_and_resume_after_kill(setup, tmp_path):
     assert {float(r["pretrain_flops"]) for r in rows if r["objective"] == "scratch"} == {0.0}
     assert (out / "results.png").stat().st_size > 10_000
 
+    # Re-probe two of the finished cells with another fine-tuning setting; the study itself stays as it is.
+    study_files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    reprobe = [sys.executable, "-m", "electra", "study", "--out", str(out), "--reprobe", "two_epochs", "--objectives",
+               "electra,scratch", "--seeds", "1", "--quiet", "--finetune-set", "epochs=2"]
+    done = subprocess.run(reprobe, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = out / "reprobes" / "two_epochs"
+    cells = {p.stem: json.loads(p.read_text()) for p in (again / "cells").glob("*.json")}
+    electra_cell = next(n for n in cells if n.startswith("electra-"))
+    assert set(cells) == {electra_cell, "scratch-0-s1"} and electra_cell.endswith("-s1")
+    for name, cell in cells.items():
+        original = json.loads((out / "cells" / f"{name}.json").read_text())
+        assert {k: v for k, v in cell.items() if k != "scores"} == {k: v for k, v in original.items() if k != "scores"}
+        record = json.loads((again / "finetune" / name / "sst" / "finetune.json").read_text())
+        # The study's own fine-tuning settings (FT), then the re-probe's on top.
+        assert record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 16 and record["config"]["seed"] == 1
+        assert record["config"]["init"] == ("scratch" if name.startswith("scratch") else "pretrained")
+        assert cell["scores"]["sst"]["score"] == json.loads(
+            (again / "finetune" / name / "sst" / "results.json").read_text())["seeds"][0]["accuracy"]
+    assert len(list(csv.DictReader(open(again / "results.csv")))) == 2
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and again not in p.parents} == study_files
+    # A rerun of the same re-probe keeps its finished cells; another setting under the same name is refused.
+    reprobed = {p.name: p.stat().st_mtime_ns for p in (again / "cells").glob("*.json")}
+    rerun = subprocess.run(reprobe, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0 and "(2 done)" in rerun.stdout, rerun.stderr[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in (again / "cells").glob("*.json")} == reprobed
+    other = subprocess.run([*reprobe[:-1], "epochs=3"], env=env, capture_output=True, text=True)
+    assert other.returncode == 2 and "holds a different re-probe" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
 
 def test_study_refuses_a_different_grid_in_the_same_folder(setup, tmp_path):
     root = setup
@@ -141,3 +171,36 @@ def test_the_plot_label_says_when_budgets_have_different_seed_counts():
     # A grid that is still filling in (3 seeds at one budget, 1 at another) must not be labelled "mean of 3".
     assert seeds_label([[0.7, 0.71, 0.72], [0.69, 0.70, 0.73]]) == "mean of 3 seeds"
     assert seeds_label([[0.7, 0.71, 0.72], [0.69]]) == "mean of 1–3 seeds"
+
+
+def test_a_reprobe_names_what_it_cannot_do(setup, tmp_path):
+    """Re-probing refuses, in one line, a folder that is not a study, a probe or arm the study does not have, a
+    cell whose pre-training run is elsewhere, and options that belong to the study."""
+    root = setup
+    with pytest.raises(UserError, match="not a study"):
+        run_reprobe(tmp_path / "nothing", "x")
+    study = tmp_path / "study"
+    probe = Probe.parse(f"sst=classification:{root / 'train.tsv'}:{root / 'dev.tsv'}")
+    (study / "cells").mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"probes": [probe.__dict__], "objectives": ["electra"]}))
+    cell = {"objective": "electra", "budget": 1e9, "seed": 1, "cell": "electra-1e+09-s1", "pretrain_flops": 1e9,
+            "pretrain_steps": 3, "scores": {"sst": {"metric": "accuracy", "score": 0.5, "collapsed": False}}}
+    (study / "cells" / "electra-1e+09-s1.json").write_text(json.dumps(cell))
+    with pytest.raises(UserError, match="'pos': not a probe of"):
+        run_reprobe(study, "x", probes=["pos"])
+    with pytest.raises(UserError, match="'mlm' has no finished cell"):
+        run_reprobe(study, "x", objectives=["mlm"])
+    with pytest.raises(UserError, match="--seeds: 2 has no finished cell"):
+        run_reprobe(study, "x", seeds=[2])
+    with pytest.raises(UserError, match="has no pre-training run at"):
+        run_reprobe(study, "x")  # the cell's run is not in this study's pretrain/
+    with pytest.raises(UserError, match="cannot|plain one"):
+        run_reprobe(study, "../elsewhere")
+    assert not (study / "reprobes").exists()  # nothing half-made
+    done = subprocess.run([sys.executable, "-m", "electra", "study", "--out", str(study), "--reprobe", "x", "--data",
+                           str(root / "data")], capture_output=True, text=True)
+    assert done.returncode == 2 and "--data has no place in it" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = subprocess.run([sys.executable, "-m", "electra", "study", "--out", str(tmp_path / "new")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "needs --data and --budgets" in done.stderr
