@@ -87,6 +87,26 @@ def test_packages_import_one_way_and_nothing_inside_imports_the_package_root():
             assert not root, f"{path.relative_to(ROOT)}:{node.lineno} imports the package root"
 
 
+def test_the_page_shows_the_package_graph_as_the_source_has_it():
+    """docs/architecture.md's block of each package and what it imports is the graph built from the source (every
+    package and top-level module but the root and __main__), listed bottom up: each imports only lines above it."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    block = page[page.index("source (the same test checks this block against it):"):]
+    block = block[block.index("```") + 3:]
+    block = block[:block.index("```")].strip()
+    shown = {}
+    for line in block.splitlines():
+        name, _, targets = line.partition(" ")
+        shown["electra." + name] = set() if "(nothing)" in targets else {"electra." + t.strip()
+                                                                         for t in targets.split(",")}
+    actual = {p: t for p, t in package_graph(import_graph()).items() if p not in ("electra", "electra.__main__")}
+    assert shown == actual
+    above = []
+    for name in shown:  # dicts keep the page's order
+        assert shown[name] <= set(above), name
+        above.append(name)
+
+
 def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     seen, todo = set(), [start]
     while todo:
