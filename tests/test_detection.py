@@ -142,18 +142,11 @@ def test_training_and_eval_records_carry_auc_margin_and_the_yardstick(tmp_path):
         assert 0.0 <= r["eval_unigram_auc"] <= 1.0 and 0.0 <= r["eval_uniform_auc"] <= 1.0
         assert 0.0 <= r["eval_disc_auc"] <= 1.0
     # The yardstick does not depend on the run's seed: the same weights score the same under another seed.
-    from electra.pretraining.evaluation import evaluate
-    from electra.pretraining.setup import build_model
-    from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
-    from electra.runtime.device import autocast_for
-    cfg = load_run_config(run)
-    model = build_model(cfg)
-    load_checkpoint(latest_checkpoint(run), model, None, torch.device("cpu"))
-    data = PretrainingData(data_dir)
-    dists = token_distributions(data)
-    first = evaluate(model, data, cfg, torch.device("cpu"), autocast_for(torch.device("cpu"), "fp32"), None, dists)
-    cfg.train.seed += 1
-    second = evaluate(model, data, cfg, torch.device("cpu"), autocast_for(torch.device("cpu"), "fp32"), None, dists)
+    from electra.pretraining.evaluation import evaluate, run_at_checkpoint
+    checkpoint = run_at_checkpoint(run)
+    first = evaluate(checkpoint)
+    checkpoint.cfg.train.seed += 1
+    second = evaluate(checkpoint)
     assert first["eval_unigram_auc"] == second["eval_unigram_auc"] == evals[-1]["eval_unigram_auc"]
     assert first["eval_disc_loss"] != second["eval_disc_loss"]  # while the run's own masking did change
 

@@ -1,14 +1,20 @@
 """Held-out evaluation during pre-training: the objective's losses and accuracies on a fixed masking of the
-held-out slice, and the yardstick's AUCs (yardstick.py)."""
+held-out slice, and the yardstick's AUCs (yardstick.py); ``run_at_checkpoint`` evaluates a checkpoint again."""
 
 from __future__ import annotations
 
 import torch
 
+import json
+from pathlib import Path
+
 from electra.config import TrainConfig
-from electra.data.loader import eval_batches
+from electra.data.loader import PretrainingData, eval_batches, token_distributions
 from electra.pretraining.batches import masked_on_device
-from electra.pretraining.setup import Run
+from electra.pretraining.setup import Run, build_model, build_optimizer, build_selector, noise_for, tokenizer_for
+from electra.pretraining.step import phase_at
+from electra.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_run_config
+from electra.runtime.device import autocast_for
 from electra.pretraining.stats import STAT_NAMES, summarise_stats
 from electra.pretraining.yardstick import yardstick_aucs
 
@@ -39,3 +45,21 @@ def held_out_loss(record: dict[str, float], t: TrainConfig) -> float:
     """The training objective on the held-out slice (absent parts are 0): MLM terms + λ · discriminator."""
     return (record.get("eval_gen_loss", 0.0) + record.get("eval_mlm_loss", 0.0)
             + t.disc_weight * record.get("eval_disc_loss", 0.0))
+
+
+def run_at_checkpoint(run_dir: Path, checkpoint: Path | None = None, data_dir: Path | None = None,
+                      device: torch.device | None = None) -> Run:
+    """A pre-training run at one of its checkpoints (default the newest) as its loop held it there, for
+    ``evaluate``: the weights, the phase of the last step made and the adversarial baseline; the data folder it
+    was trained on unless ``data_dir``; fp32."""
+    run_dir, device = Path(run_dir), device or torch.device("cpu")
+    cfg = load_run_config(run_dir)
+    data = PretrainingData(data_dir or json.loads((run_dir / "run.json").read_text())["data"])
+    model = build_model(cfg)
+    state = load_checkpoint(checkpoint or latest_checkpoint(run_dir), model, None, device)
+    select, _ = build_selector(cfg, tokenizer_for(data, run_dir), device)
+    distributions = token_distributions(data) if cfg.train.trains_detector() else None
+    return Run(cfg=cfg, model=model, step_fn=model, optimizer=build_optimizer(model, cfg.train, device), device=device,
+               autocast=autocast_for(device, "fp32"), state=state, phase=phase_at(max(0, state["step"] - 1), cfg.train),
+               out=run_dir, data=data, select=select, noise_cdf=noise_for(cfg, distributions, device),
+               distributions=distributions)
