@@ -30,7 +30,7 @@ from electra.runtime.distributed import Dist
 ROOT = Path(__file__).resolve().parents[1]
 # 2 epochs of 4 to 6 batches; an evaluation every 4 steps and at the end.
 RECIPE = ["epochs=2", "batch_size=8", "learning_rate=3e-3", "layerwise_lr_decay=1.0", "eval_every=4", "log_every=1"]
-QA = ["max_seq_length=24", "doc_stride=8", "max_query_length=8"]  # contexts cut into 2-3 windows
+QA = ["max_seq_length=16", "doc_stride=4", "max_query_length=8"]  # contexts cut into 2-3 windows
 # QA's start/end softmax over positions ignores a shift common to all positions, so these two biases get only
 # rounding noise as gradient (in one process too), which Adam scales up to steps of the learning rate's size:
 # they start at 0 and stay tiny, but their noise differs between runs. Not compared.

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from electra.config import ModelConfig
-from electra.data.tokenizer import load_tokenizer, train_tokenizer
+from electra.data.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer
 from electra.interop.hf import save_hf_model
 from electra.model import ElectraForPreTraining
 
@@ -73,9 +73,14 @@ def write_squad(path: Path, n: int, seed: int, filler=6, broken=0) -> Path:
 def save_toy_model(d: Path, extra_words: list[str], max_position_embeddings: int) -> Path:
     """A tiny random ELECTRA discriminator (dropout 0) with a tokenizer trained on the toy words, saved as
     transformers saves it; returns that folder."""
-    text = d / "text.txt"
-    text.write_text(" ".join(GOOD + BAD + FILLER + NOUNS + VERBS + extra_words) + "\n")
-    train_tokenizer([text], 200, d / "tok", progress=False)
+    # A fixed vocabulary (every toy word whole, and its characters), not a trained one: tokenizers' WordPiece
+    # trainer may number the same pieces differently from run to run, which changed the toy model's random
+    # start from run to run and with it whether a toy task reached its bar.
+    words = sorted({w.lower() for w in GOOD + BAD + FILLER + NOUNS + VERBS + extra_words})
+    chars = sorted({c for w in words for c in w})
+    vocab = [*SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars), *(w for w in words if len(w) > 1)]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    save_tokenizer(load_tokenizer(d / "vocab.txt"), d / "tok")
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=load_tokenizer(d / "tok").get_vocab_size(), embedding_size=32, hidden_size=32,
                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
