@@ -389,20 +389,29 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
     threads = threads_per_job(jobs)
     if any(c.budget == 0 for c in todo):
         _architecture_source(out, data, preset, pretrain_set, threads)
+
+    def finish(cell: Cell) -> str:
+        r = run_cell(cell, out, data, preset, probes, pretrain_set, finetune_set, threads)
+        shown = ", ".join(f"{k} {v['score']:.4f}" for k, v in r["scores"].items())
+        return f"{r['pretrain_steps']} steps, {r['pretrain_flops']:.3g} FLOPs; {shown}"
+
+    return run_cells(todo, jobs, finish, out, probes)
+
+
+def run_cells(cells: list[Cell], jobs: int, finish, out: Path, probes: list[Probe]) -> tuple[Path, Path | None]:
+    """``finish(cell)`` for every cell, ``jobs`` at a time (it returns what to print of the cell); a cell that fails
+    is reported and the others go on. Then out/results.csv and .png; the failures are one UserError at the end."""
     failures = []
 
     def work(cell: Cell):
         try:
-            r = run_cell(cell, out, data, preset, probes, pretrain_set, finetune_set, threads)
-            shown = ", ".join(f"{k} {v['score']:.4f}" for k, v in r["scores"].items())
-            print(f"  done {cell.name}: {r['pretrain_steps']} steps, {r['pretrain_flops']:.3g} FLOPs; {shown}",
-                  flush=True)
+            print(f"  done {cell.name}: {finish(cell)}", flush=True)
         except RuntimeError as e:
             failures.append(f"{cell.name}: {e}")
             print(f"  FAILED {cell.name}: {e}", flush=True)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(work, todo))
+        list(pool.map(work, cells))
     csv_path, png = write_results(out, probes)
     if failures:
         raise UserError(f"{len(failures)} cell(s) failed (first: {failures[0]}); rerun the same command to retry "
@@ -490,26 +499,16 @@ def run_reprobe(study: Path, name: str, probes: list[str] | None = None, finetun
     todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
     print(f"re-probe {name} of {study}: {len(cells)} cells ({len(cells) - len(todo)} done), {len(chosen)} probe(s), "
           f"{jobs} at a time")
-    threads, failures = threads_per_job(jobs), []
+    threads = threads_per_job(jobs)
 
-    def work(cell: Cell):
-        try:
-            original = read_json_object(study / "cells" / f"{cell.name}.json")
-            scores = probe_cell(cell, cell_model(study, cell), chosen, [*grid.get("finetune_set", []), *finetune_set],
-                                out, threads, out / "logs" / f"{cell.name}.log")
-            write_json(out / "cells" / f"{cell.name}.json", {**original, "scores": scores})
-            print(f"  done {cell.name}: " + ", ".join(f"{k} {v['score']:.4f}" for k, v in scores.items()), flush=True)
-        except RuntimeError as e:
-            failures.append(f"{cell.name}: {e}")
-            print(f"  FAILED {cell.name}: {e}", flush=True)
+    def finish(cell: Cell) -> str:
+        original = read_json_object(study / "cells" / f"{cell.name}.json")
+        scores = probe_cell(cell, cell_model(study, cell), chosen, [*grid.get("finetune_set", []), *finetune_set],
+                            out, threads, out / "logs" / f"{cell.name}.log")
+        write_json(out / "cells" / f"{cell.name}.json", {**original, "scores": scores})
+        return ", ".join(f"{k} {v['score']:.4f}" for k, v in scores.items())
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(work, todo))
-    csv_path, png = write_results(out, chosen)
-    if failures:
-        raise UserError(f"{len(failures)} cell(s) failed (first: {failures[0]}); rerun the same command to retry "
-                        f"them; finished cells are kept")
-    return csv_path, png
+    return run_cells(todo, jobs, finish, out, chosen)
 
 
 def finished_cells(study: Path) -> list[Cell]:
