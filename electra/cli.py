@@ -217,8 +217,8 @@ def cmd_study(args) -> None:
         given = [flag for flag, value in (("--data", args.data), ("--preset", args.preset), ("--set", args.set),
                                           ("--baseline", args.baseline)) if value]
         if given:
-            raise UserError(f"--reprobe re-uses the study's pre-training, so {given[0]} has no place in it; the study's "
-                            f"own settings are in {Path(args.out) / 'study.json'}")
+            raise UserError(f"--reprobe re-uses the study's pre-training, so {given[0]} has no place in it; the "
+                            f"study's own settings are in {Path(args.out) / 'study.json'}")
         csv_path, png = run_reprobe(Path(args.out), args.reprobe, args.probe or None, args.finetune_set,
                                     args.objectives.split(",") if args.objectives else None,
                                     parse_budgets(args.budgets) if args.budgets else None,

@@ -1,7 +1,8 @@
 """Everything a pre-training run builds before its first step, gathered in one ``Run`` by ``build_run``: the run
 folder and config (new, resumed or from transformers weights), the device and the processes, the model, the
-function that runs its step and the optimiser, the selection function, the batches (stream -> windows -> mask), the metrics log and
-the health checks."""
+function that runs its step and the optimiser, the selection function, the batches (stream -> windows -> mask),
+the metrics log and the health checks; and what the run keeps between steps besides the weights: its state, the
+training algorithm's phase and the adversarial reward baseline."""
 
 from __future__ import annotations
 
