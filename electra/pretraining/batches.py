@@ -21,7 +21,8 @@ The rows come from the shards through ``data/loader.py`` (``PretrainingData``, `
 shapes, and ``masked_on_device`` applies the run's policy (``train.corruption``, the objective's [MASK] share) to
 a stream batch. Whole-word and span selection (``train.masking``) are word_masking.py's.
 
-``TrainingBatches`` joins the three for the loop: ``run.batches.next(step)`` is stream -> windows -> mask.
+``TrainingBatches`` joins the three for the loop: ``run.batches.next(step)`` is stream -> windows -> mask,
+the mask being the run's ``Masking`` (which held-out evaluation uses too).
 
 Shapes: B batch, T length, P selected slots per row (``max_selected``).
 """
@@ -368,24 +369,37 @@ def masked_on_device(batch: dict[str, torch.Tensor], special_ids: dict[str, int]
                       position_ids=b.get("position_ids"), noise_cdf=noise_cdf, word_starts=b.get("word_starts"))
 
 
+@dataclass
+class Masking:
+    """The run's masking policy, ``masked_on_device`` with the run's settings: training (``TrainingBatches``) and
+    held-out evaluation mask the same way, from this one object."""
+
+    special_ids: dict[str, int]
+    t: TrainConfig
+    vocab_size: int
+    device: torch.device
+    select: Selector | None = None         # whole-word or span selection; None: uniform
+    noise_cdf: torch.Tensor | None = None  # the hybrid objective's replacement distribution, cumulative (V,)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> MaskedBatch:
+        return masked_on_device(batch, self.special_ids, self.t, self.device, self.select, self.vocab_size,
+                                self.noise_cdf)
+
+
 class TrainingBatches:
     """What the loop trains on, one step at a time: the stream's next global batch (this rank's share), cut into
-    windows during a sequence-length warm-up, then masked on the device by the run's policy."""
+    windows during a sequence-length warm-up, then masked on the device by the run's ``Masking``."""
 
-    def __init__(self, stream: BatchStream, t: TrainConfig, special_ids: dict[str, int], max_seq_length: int,
-                 vocab_size: int, device: torch.device, select: Selector | None = None,
-                 noise_cdf: torch.Tensor | None = None):
-        self.stream, self.t, self.special_ids, self.max_seq_length = stream, t, special_ids, max_seq_length
-        self.vocab_size, self.device, self.select, self.noise_cdf = vocab_size, device, select, noise_cdf
+    def __init__(self, stream: BatchStream, masking: Masking, max_seq_length: int):
+        self.stream, self.masking, self.max_seq_length = stream, masking, max_seq_length
 
     def next(self, step: int) -> MaskedBatch:
         """The masked batch of optimiser step ``step``; steps come in order (the stream is sequential)."""
         batch = next(self.stream)
-        length = self.t.window_length(step, self.max_seq_length)
+        length = self.masking.t.window_length(step, self.max_seq_length)
         if length is not None:  # sequence-length warm-up: the same tokens as short windows
-            batch = cut_into_windows(batch, length, self.special_ids["pad"])
-        return masked_on_device(batch, self.special_ids, self.t, self.device, self.select, self.vocab_size,
-                                self.noise_cdf)
+            batch = cut_into_windows(batch, length, self.masking.special_ids["pad"])
+        return self.masking(batch)
 
     def close(self) -> None:
         self.stream.close()

@@ -19,7 +19,7 @@ from electra.data.loader import PretrainingData, token_distributions, unigram_di
 from electra.errors import UserError
 from electra.interop.hf import hf_pair_folders
 from electra.pretraining.algorithms import RewardBaseline, load_algorithm_state
-from electra.pretraining.batches import BatchStream, Selector, TrainingBatches
+from electra.pretraining.batches import BatchStream, Masking, Selector, TrainingBatches
 from electra.pretraining.export import check_init_vocabulary, init_config_from_hf, load_pretrainer_from_hf
 from electra.pretraining.flops import steps_for_budget
 from electra.pretraining.health import HealthMonitor
@@ -61,9 +61,8 @@ class Run:
     out: Path | None = None
     data: PretrainingData | None = None
     batches: TrainingBatches | None = None  # stream -> windows -> mask: this rank's share of each global batch
-    select: Selector | None = None     # whole-word or span selection; None: uniform
+    masking: Masking | None = None     # the masking policy (selection, corruption, the hybrid's noise)
     word_boundaries: bool = False      # selection knows WordPiece words
-    noise_cdf: torch.Tensor | None = None  # the hybrid objective's replacement distribution, cumulative (V,)
     distributions: dict[str, torch.Tensor] | None = None  # the data's token distributions (loader.py), for
     # the hybrid objective's noise and the held-out yardstick; None without a binary discriminator
     health: HealthMonitor | None = None
@@ -118,12 +117,12 @@ def build_run(d: Dist, data_dir: str | Path, out: str | Path, preset: str, max_s
     # Every rank reads the same global batches and takes its contiguous slice of each.
     stream = BatchStream(data, t.batch_size, state["position"], t.seed, rank=d.rank, world_size=d.world_size,
                          pin_memory=device.type == "cuda")
-    batches = TrainingBatches(stream, t, data.special_ids, data.max_seq_length, cfg.model.vocab_size, device, select,
-                              noise_cdf)
+    masking = Masking(data.special_ids, t, cfg.model.vocab_size, device, select, noise_cdf)
     return Run(cfg=cfg, model=model, step_fn=step_fn, optimizer=optimizer, device=device,
                autocast=autocast_for(device, t.precision), d=d, accumulation=accumulation, state=state, out=out,
-               data=data, batches=batches, select=select, word_boundaries=word_boundaries, noise_cdf=noise_cdf,
-               distributions=distributions, health=health, log=log, sharded=sharded, plain=plain, resumed=resume)
+               data=data, batches=TrainingBatches(stream, masking, data.max_seq_length), masking=masking,
+               word_boundaries=word_boundaries, distributions=distributions, health=health, log=log, sharded=sharded,
+               plain=plain, resumed=resume)
 
 
 def init_source(init, resume: bool) -> Path | tuple[Path, Path] | None:
