@@ -114,6 +114,35 @@ def check_jobs(jobs) -> int:
     return jobs
 
 
+def plain_name(name: str) -> bool:
+    """Whether ``name`` can name a folder of its own: not empty, not . or .., no / or \\ or control character."""
+    return bool(name) and name not in (".", "..") and not any(c in "/\\" or ord(c) < 32 for c in name)
+
+
+def check_probe_names(probes: list["Probe"]) -> None:
+    names = [p.name for p in probes]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"--probe: two probes share the name {twice[0]!r}; name them, NAME=TASK:TRAIN:DEV")
+
+
+def open_record_folder(out: Path, record: str, settings: dict, kind: str, choose: str, subfolders: tuple) -> None:
+    """Make ``out`` the folder of ``settings``, written once to out/``record`` (it makes the folder a ``kind``), or
+    reopen it when it holds the same settings; other settings, or a folder of something else, are one line."""
+    claim_output_folder(out, overwrite=True)  # a file where the folder should be is one line
+    if (out / record).is_file():
+        if read_json_file(out / record) != settings:
+            raise UserError(f"{out}: holds a different {kind} (see {record}); rerun it with the same options to "
+                            f"resume it, or choose another {choose}")
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not a {kind}; choose another {choose}")
+    else:
+        make_folder(out)
+        write_json(out / record, settings)  # first and once; a rerun must match it
+    for sub in subfolders:
+        make_folder(out / sub)
+
+
 @dataclass(frozen=True)
 class Probe:
     name: str    # e.g. rotten_tomatoes (the train file's folder name)
@@ -142,7 +171,7 @@ class Probe:
         if folder == "..":
             folder = train_path.parent.name  # ... but ../train.tsv names its folder, not ".."
         name = name or folder or Path(train).stem
-        if name in (".", "..") or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        if not plain_name(name):
             raise UserError(f"--probe {text!r}: the name {name!r} cannot name a folder; give a plain one, "
                             f"NAME=TASK:TRAIN:DEV (e.g. sst=classification:train.tsv:dev.tsv)")
         return cls(name, task, str(train_path), str(Path(dev).resolve()))
@@ -356,28 +385,14 @@ def run_study(out: Path, data: str, preset: str, objectives: list[str], budgets:
             raise UserError(f"--set {kv!r}: {scope!r} is not one of the study's arms ({', '.join(objectives)})")
     if not probes:
         raise UserError("give at least one --probe TASK:TRAIN:DEV")
-    names = [p.name for p in probes]
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise UserError(f"--probe: two probes share the name {twice[0]!r}; name them, NAME=TASK:TRAIN:DEV")
+    check_probe_names(probes)
     check_budgets(budgets)
     check_seeds(seeds)
     check_jobs(jobs)
     grid = {"data": str(Path(data).resolve()), "preset": preset, "objectives": objectives, "budgets": budgets,
             "seeds": seeds, "probes": [asdict(p) for p in probes], "baseline": baseline,
             "pretrain_set": pretrain_set, "finetune_set": finetune_set}
-    claim_output_folder(out, overwrite=True)  # a file where the folder should be is one line
-    if (out / "study.json").is_file():
-        if read_json_file(out / "study.json") != grid:
-            raise UserError(f"{out}: holds a different study (see study.json); rerun it with the same options "
-                            f"to resume it, or choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: exists and is not a study; choose another --out")
-    if not (out / "study.json").is_file():
-        make_folder(out)
-        write_json(out / "study.json", grid)  # first and once: it makes the folder a study; a rerun must match it
-    for sub in ("pretrain", "finetune", "cells", "logs"):
-        make_folder(out / sub)
+    open_record_folder(out, "study.json", grid, "study", "--out", ("pretrain", "finetune", "cells", "logs"))
 
     # seed by seed, so that a study stopped part-way (or run over several sessions) already compares every
     # arm at every budget on its first seeds; within a seed, the short baseline first
@@ -444,7 +459,7 @@ def run_reprobe(study: Path, name: str, probes: list[str] | None = None, finetun
     if not (study / "study.json").is_file():
         raise UserError(f"{study}: not a study (no study.json); give the --out of an `electra study` to re-probe")
     grid = read_json_object(study / "study.json", "a study's grid (a JSON object)")
-    if not name or name in (".", "..") or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+    if not plain_name(name):
         raise UserError(f"--reprobe {name!r}: the name of a folder under {study / 'reprobes'}; give a plain one, "
                         f"e.g. --reprobe epochs10")
     check_jobs(jobs)
@@ -458,9 +473,7 @@ def run_reprobe(study: Path, name: str, probes: list[str] | None = None, finetun
         else:
             raise UserError(f"--probe {text!r}: not a probe of {study} ({', '.join(own) or 'none'}); name one of "
                             f"them or give a new one, NAME=TASK:TRAIN:DEV")
-    names = [p.name for p in chosen]
-    if len(set(names)) != len(names):
-        raise UserError(f"--probe: two probes share a name ({', '.join(names)}); name them, NAME=TASK:TRAIN:DEV")
+    check_probe_names(chosen)
     finished = finished_cells(study)
     arms = sorted({"scratch" if c.budget == 0 else c.objective for c in finished})
     for o in objectives or []:
@@ -484,18 +497,7 @@ def run_reprobe(study: Path, name: str, probes: list[str] | None = None, finetun
     out = study / "reprobes" / name
     settings = {"probes": [asdict(p) for p in chosen], "finetune_set": finetune_set,
                 "cells": [c.name for c in cells]}
-    if (out / "reprobe.json").is_file():
-        if read_json_file(out / "reprobe.json") != settings:
-            raise UserError(f"{out}: holds a different re-probe (see reprobe.json); rerun it with the same options "
-                            f"to resume it, or choose another --reprobe name")
-    else:
-        claim_output_folder(out, overwrite=True)
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out}: exists and is not a re-probe; choose another --reprobe name")
-        make_folder(out)
-        write_json(out / "reprobe.json", settings)
-    for sub in ("finetune", "cells", "logs"):
-        make_folder(out / sub)
+    open_record_folder(out, "reprobe.json", settings, "re-probe", "--reprobe name", ("finetune", "cells", "logs"))
     todo = [c for c in cells if not (out / "cells" / f"{c.name}.json").is_file()]
     print(f"re-probe {name} of {study}: {len(cells)} cells ({len(cells) - len(todo)} done), {len(chosen)} probe(s), "
           f"{jobs} at a time")

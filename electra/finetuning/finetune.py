@@ -49,8 +49,8 @@ from electra.config import (LogConfig, ModelConfig, check_optimiser_limits, chec
 from electra.data.tokenizer import load_tokenizer, special_token_ids
 from electra.errors import UserError
 from electra.finetuning.tasks import IGNORE, Task, check_seq_length, collate, make_task, min_seq_length
-from electra.pretraining.export import load_encoder_source
 from electra.interop.model_card import CARD, finetuned_card
+from electra.pretraining.export import load_encoder_source
 from electra.runtime.device import autocast_for, fused_adamw
 from electra.runtime.distributed import (Dist, all_reduce_sum, barrier, broadcast_object, close_distributed,
                                          init_distributed, parallelize, run_device)
